@@ -1,0 +1,1 @@
+"""raftwork's chaos harness: Toxiproxy, cluster control, nemeses, workloads, checkers."""

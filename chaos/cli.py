@@ -1,0 +1,39 @@
+"""Run the ``chaos`` command line.
+
+Each subcommand lives beside the code it drives and registers itself here through a
+``register(subparsers)`` function that adds one parser whose default ``func(args) -> int``
+runs it. Exit codes follow Jepsen: 0 valid, 1 invalid, 2 unknown, 255 crashed; 2 is also
+argparse's code for misuse.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+# Modules that provide a ``register(subparsers)`` function, in help order.
+SUBCOMMAND_MODULES: tuple[str, ...] = ()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chaos", description="Jepsen-style testing for raftwork clusters.")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(func(args))
+    except KeyboardInterrupt:
+        print("chaos: interrupted", file=sys.stderr)
+        return 130

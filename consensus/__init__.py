@@ -1,0 +1,1 @@
+"""raftwork's consensus layer: replicated state machines on a Raft log."""

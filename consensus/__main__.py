@@ -1,0 +1,3 @@
+from consensus.cli import main
+
+raise SystemExit(main())
