@@ -1,0 +1,197 @@
+"""Apply log entries to named state machines: the one total dispatcher.
+
+Every committed entry goes through ``Dispatcher.apply``, which never raises: a command that
+fails (bad shape, unknown machine, an exception inside the machine) becomes an error *value*
+for its caller while every replica keeps applying. pysyncobj, left alone, retries an entry
+whose apply raised forever, wedging the whole cluster.
+
+An entry is msgpack ``[1, time_ns | None, term, [[machine, command, key | None], ...]]``:
+``time_ns`` is the leader's clock when it proposed the entry (None for entries that only serve
+as read barriers, proposed by followers), ``command`` the msgpack bytes of the command (encoded
+once, when it was validated), ``key`` an optional idempotency key.
+
+Exactly-once: the outcome of every keyed command is kept in a replicated table; a command whose
+key is already there is not applied again and gets the first outcome. The table is part of the
+snapshot, holds at most ``capacity`` keys, and drops keys older than ``ttl_ns`` of leader time.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import logging
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from consensus import codec
+from consensus.errors import Rejected
+from consensus.machine import ApplyContext, StateMachine
+
+log = logging.getLogger("consensus.dispatch")
+
+ENTRY_VERSION = 1
+DEFAULT_DEDUP_CAPACITY = 100_000
+DEFAULT_DEDUP_TTL_NS = 600 * 10**9  # ten minutes of leader time
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What applying one command produced: ``kind`` is "ok", "rejected" or "invalid"."""
+
+    kind: str
+    value: Any = None  # the result for "ok", the reason for the others
+    detail: Any = None
+    duplicate: bool = False  # True when replayed from the idempotency table
+
+    def to_wire(self) -> list[Any]:
+        return [self.kind, self.value, self.detail]
+
+    @classmethod
+    def from_wire(cls, data: list[Any], duplicate: bool = False) -> "Outcome":
+        return cls(data[0], data[1], data[2], duplicate)
+
+
+def encode_entry(time_ns: int | None, term: int, ops: list[list[Any]]) -> bytes:
+    return codec.pack([ENTRY_VERSION, time_ns, term, ops])
+
+
+def _digest(machine: str, command_bytes: bytes) -> bytes:
+    return hashlib.blake2b(machine.encode() + b"\0" + command_bytes, digest_size=8).digest()
+
+
+class Dispatcher:
+    """Route committed commands to machines; keep time, sequence and the idempotency table."""
+
+    def __init__(
+        self,
+        machines: Mapping[str, StateMachine],
+        *,
+        dedup_capacity: int = DEFAULT_DEDUP_CAPACITY,
+        dedup_ttl_ns: int = DEFAULT_DEDUP_TTL_NS,
+    ) -> None:
+        self.machines = dict(machines)
+        self.dedup_capacity = dedup_capacity
+        self.dedup_ttl_ns = dedup_ttl_ns
+        self.time_ns = 0
+        self.seq = 0
+        # key -> (time_ns, digest, outcome wire form); insertion order is time order.
+        self.dedup: collections.OrderedDict[str, tuple[int, bytes, list[Any]]] = collections.OrderedDict()
+        self.last_index = 0
+
+    # -- applying ----------------------------------------------------------------------------
+
+    def apply(self, payload: bytes, index: int) -> list[Outcome]:
+        """Apply one log entry; never raises."""
+        self.last_index = index
+        try:
+            version, time_ns, term, ops = codec.unpack(payload)
+            if version != ENTRY_VERSION or not isinstance(ops, list):
+                raise ValueError(f"unknown entry version {version!r}")
+        except Exception as exc:  # an entry we cannot read must not stop the log
+            log.error("skipping unreadable log entry %d: %s", index, exc)
+            return []
+        if isinstance(time_ns, int) and time_ns > self.time_ns:
+            self.time_ns = time_ns
+            self._expire()
+        outcomes = []
+        for op in ops:
+            outcomes.append(self._apply_op(op, index, term if isinstance(term, int) else 0))
+        return outcomes
+
+    def _apply_op(self, op: Any, index: int, term: int) -> Outcome:
+        try:
+            machine_name, command_bytes, key = op
+            command = codec.unpack(command_bytes)
+        except Exception:
+            return Outcome("invalid", "malformed command envelope")
+        digest = b""
+        if key is not None:
+            digest = _digest(str(machine_name), command_bytes)
+            seen = self.dedup.get(key)
+            if seen is not None:
+                if seen[1] != digest:
+                    return Outcome("invalid", f"idempotency key {key!r} was used for a different request")
+                return Outcome.from_wire(seen[2], duplicate=True)
+        outcome = self._run(machine_name, command, index, term)
+        if key is not None:
+            self._remember(key, digest, outcome)
+        return outcome
+
+    def _run(self, machine_name: Any, command: Any, index: int, term: int) -> Outcome:
+        machine = self.machines.get(machine_name) if isinstance(machine_name, str) else None
+        if machine is None:
+            return Outcome("invalid", f"no state machine named {machine_name!r}")
+        if not isinstance(command, dict):
+            return Outcome("invalid", "a command must be a dict")
+        self.seq += 1
+        ctx = ApplyContext(index=index, term=term, time_ns=self.time_ns, seq=self.seq)
+        try:
+            return Outcome("ok", machine.apply(command, ctx))
+        except Rejected as exc:
+            return Outcome("rejected", exc.reason, exc.detail)
+        except Exception as exc:  # the machine's bug becomes its caller's error, not a wedge
+            log.warning("%s raised while applying entry %d: %r", machine_name, index, exc)
+            code = getattr(exc, "code", None)
+            kind = "invalid" if code in ("invalid_request", "not_found") else "rejected"
+            return Outcome(kind, f"{type(exc).__name__}: {exc}")
+
+    def _remember(self, key: str, digest: bytes, outcome: Outcome) -> None:
+        wire = outcome.to_wire()
+        try:
+            codec.pack(wire)
+        except Exception:  # a result that cannot be stored is replayed as its text
+            wire = [outcome.kind, repr(outcome.value), None]
+        self.dedup[key] = (self.time_ns, digest, wire)
+        while len(self.dedup) > self.dedup_capacity:
+            self.dedup.popitem(last=False)
+
+    def _expire(self) -> None:
+        horizon = self.time_ns - self.dedup_ttl_ns
+        while self.dedup:
+            key, (stamped, _, _) = next(iter(self.dedup.items()))
+            if stamped >= horizon:
+                break
+            self.dedup.popitem(last=False)
+
+    # -- queries -----------------------------------------------------------------------------
+
+    def query(self, machine_name: str, query: dict[str, Any]) -> Outcome:
+        """Run a read-only query against the local state; never raises."""
+        machine = self.machines.get(machine_name)
+        if machine is None:
+            return Outcome("invalid", f"no state machine named {machine_name!r}")
+        try:
+            return Outcome("ok", machine.query(query))
+        except Rejected as exc:
+            return Outcome("rejected", exc.reason, exc.detail)
+        except Exception as exc:
+            code = getattr(exc, "code", None)
+            kind = "invalid" if code in ("invalid_request", "not_found") else "rejected"
+            return Outcome(kind, f"{type(exc).__name__}: {exc}")
+
+    # -- snapshots ---------------------------------------------------------------------------
+
+    def snapshot(self) -> bytes:
+        return codec.pack(
+            {
+                "v": 1,
+                "time_ns": self.time_ns,
+                "seq": self.seq,
+                "index": self.last_index,
+                "machines": {name: m.snapshot() for name, m in self.machines.items()},
+                "dedup": [[k, t, d, w] for k, (t, d, w) in self.dedup.items()],
+            }
+        )
+
+    def restore(self, data: bytes) -> None:
+        state = codec.unpack(data)
+        self.time_ns = state["time_ns"]
+        self.seq = state["seq"]
+        self.last_index = state.get("index", 0)
+        for name, blob in state["machines"].items():
+            machine = self.machines.get(name)
+            if machine is None:
+                log.warning("snapshot has state for machine %r, which this node does not run", name)
+                continue
+            machine.restore(blob)
+        self.dedup = collections.OrderedDict((k, (t, d, w)) for k, t, d, w in state["dedup"])

@@ -1,0 +1,546 @@
+"""Run a Raft node from asyncio: propose commands, read, watch and change the cluster.
+
+The engine runs on its own thread; this module bridges it to the event loop. Each wait has a
+deadline, and every outcome is one of: a result, a definite error (nothing changed), or
+``Indeterminate`` (it may have changed; retry with the same idempotency key).
+
+Group commit: proposals and linearizable reads that arrive in the same event-loop turn travel in
+one log entry. A linearizable read runs on the engine thread right after its entry applies, so it
+sees every write committed before the read started (the entry was appended after them), and
+concurrent reads share one barrier entry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Callable, Mapping
+
+from consensus import codec
+from consensus.dispatch import DEFAULT_DEDUP_CAPACITY, DEFAULT_DEDUP_TTL_NS, Dispatcher, Outcome, encode_entry
+from consensus.engine import EngineConfig, EngineEvent, EngineStatus, Failure, Role, create_engine
+from consensus.errors import (
+    ConsensusError,
+    Indeterminate,
+    InvalidRequest,
+    NotFound,
+    NotLeader,
+    Rejected,
+    Unavailable,
+)
+from consensus.machine import ReplicatedObject, StateMachine
+
+log = logging.getLogger("consensus.node")
+
+NodeStatus = EngineStatus
+NodeEvent = EngineEvent
+
+# One log entry carries at most this many operations, and about this many bytes; pysyncobj sends
+# entries over 64 KiB in slow chunks.
+_MAX_BATCH_OPS = 512
+_MAX_BATCH_BYTES = 60_000
+_READ_RETRY_SECONDS = 0.05
+
+
+class Consistency(str, enum.Enum):
+    LINEARIZABLE = "linearizable"  # through the log: sees every write acknowledged before it began
+    STALE = "stale"  # this node's local state, possibly behind; reports its applied index
+
+
+@dataclass
+class NodeConfig:
+    """How to run one node. ``node_id`` is its peer address ("host:port"), also its identity."""
+
+    node_id: str
+    peers: list[str]
+    data_dir: str
+    secret: str | None = None
+    bind_address: str | None = None
+    default_timeout: float = 5.0
+    max_command_bytes: int = 1 << 20
+    election_timeout: tuple[float, float] = (0.4, 1.4)
+    heartbeat_interval: float = 0.1
+    leader_fallback_timeout: float = 1.5
+    connection_retry_time: float = 0.5
+    compaction_min_entries: int = 5000
+    compaction_min_time: float = 300.0
+    dedup_capacity: int = DEFAULT_DEDUP_CAPACITY
+    dedup_ttl: float = DEFAULT_DEDUP_TTL_NS / 1e9
+    dial_routes: dict[str, tuple[str, int]] = field(default_factory=dict)
+
+    def engine_config(self) -> EngineConfig:
+        return EngineConfig(
+            node_id=self.node_id,
+            peers=list(self.peers),
+            data_dir=self.data_dir,
+            secret=self.secret,
+            bind_address=self.bind_address,
+            election_timeout=self.election_timeout,
+            heartbeat_interval=self.heartbeat_interval,
+            leader_fallback_timeout=self.leader_fallback_timeout,
+            connection_retry_time=self.connection_retry_time,
+            compaction_min_entries=self.compaction_min_entries,
+            compaction_min_time=self.compaction_min_time,
+            dial_routes=dict(self.dial_routes),
+        )
+
+
+@dataclass(frozen=True)
+class ReadResult:
+    value: Any
+    index: int  # the log index the state reflects
+    consistency: Consistency
+
+
+@dataclass
+class _Batch:
+    ops: list[list[Any]] = field(default_factory=list)
+    writes: list[asyncio.Future[Any]] = field(default_factory=list)
+    reads: list[tuple[str, dict[str, Any], asyncio.Future[Any]]] = field(default_factory=list)
+    size: int = 0
+
+
+class _StateHooks:
+    """The engine's view of our state: the dispatcher, guarded for stale reads."""
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self.dispatcher = dispatcher
+        self.lock = threading.Lock()
+
+    def apply(self, payload: bytes, index: int) -> Any:
+        with self.lock:
+            return self.dispatcher.apply(payload, index)
+
+    def snapshot(self) -> bytes:
+        with self.lock:
+            return self.dispatcher.snapshot()
+
+    def restore(self, data: bytes) -> None:
+        with self.lock:
+            self.dispatcher.restore(data)
+
+
+def _failure_error(failure: Failure, leader: str | None) -> ConsensusError:
+    if failure is Failure.NOT_LEADER:
+        return NotLeader(leader=leader)
+    if failure is Failure.DENIED:
+        return Rejected("the engine refused the request (another membership change may be in progress)", leader=leader)
+    if failure.definite:
+        return Unavailable(f"not applied: {failure.value[0]}", leader=leader)
+    return Indeterminate(f"outcome unknown: {failure.value[0]}", leader=leader)
+
+
+def _outcome_value(outcome: Outcome, leader: str | None) -> Any:
+    if outcome.kind == "ok":
+        return outcome.value
+    if outcome.kind == "rejected":
+        raise Rejected(str(outcome.value), leader=leader, detail=outcome.detail)
+    if isinstance(outcome.value, str) and outcome.value.startswith("NotFound"):
+        raise NotFound(outcome.value, leader=leader)
+    raise InvalidRequest(str(outcome.value), leader=leader)
+
+
+class Node:
+    """One Raft node with named state machines, driven from asyncio."""
+
+    def __init__(self, config: NodeConfig, machines: Mapping[str, StateMachine]) -> None:
+        for name in machines:
+            if not isinstance(name, str) or not name:
+                raise InvalidRequest(f"machine names must be non-empty strings, not {name!r}")
+        self.config = config
+        self.machines = dict(machines)
+        self._dispatcher = Dispatcher(
+            self.machines, dedup_capacity=config.dedup_capacity, dedup_ttl_ns=int(config.dedup_ttl * 1e9)
+        )
+        self._hooks = _StateHooks(self._dispatcher)
+        self._engine = create_engine(config.engine_config(), self._hooks)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending: _Batch | None = None
+        self._in_flight: set[int] = set()
+        self._in_flight_batches: dict[int, _Batch] = {}
+        self._subscribers: set[asyncio.Queue[NodeEvent]] = set()
+        self._started = False
+        self._stopped = False
+
+    @property
+    def id(self) -> str:
+        return self.config.node_id
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind the peer port and start the engine; returns once the node is listening."""
+        if self._started:
+            raise RuntimeError("node already started")
+        self._loop = asyncio.get_running_loop()
+        self._engine.subscribe(self._on_engine_event)
+        await self._loop.run_in_executor(None, self._engine.start)
+        self._started = True
+        log.info("%s started, peers %s", self.id, ",".join(self.config.peers))
+
+    async def stop(self) -> None:
+        """Stop the engine and fail whatever is still waiting."""
+        if not self._started or self._stopped:
+            return
+        self._stopped = True
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self._engine.stop)
+        if self._pending is not None:
+            self._fail_batch(self._pending, Unavailable("node stopped before the request was submitted"))
+            self._pending = None
+        for batch in list(self._in_flight_batches.values()):
+            self._fail_batch(batch, Indeterminate("node stopped while the request was in flight"))
+        self._in_flight_batches.clear()
+        for queue in self._subscribers:
+            queue.put_nowait(None)  # type: ignore[arg-type]
+        log.info("%s stopped", self.id)
+
+    async def __aenter__(self) -> "Node":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.stop()
+
+    # -- status ------------------------------------------------------------------------------
+
+    def status(self) -> NodeStatus:
+        return self._engine.status()
+
+    def is_leader(self) -> bool:
+        return self._engine.status().role is Role.LEADER
+
+    async def wait_for_leader(self, timeout: float = 10.0) -> str:
+        """Wait until this node knows a leader; return the leader's id."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.status()
+            if status.leader is not None:
+                return status.leader
+            if time.monotonic() >= deadline:
+                raise Unavailable(f"{self.id} found no leader within {timeout:.1f}s")
+            await asyncio.sleep(0.02)
+
+    async def events(self) -> AsyncIterator[NodeEvent]:
+        """Yield role, leader and term changes as they happen, until the node stops."""
+        queue: asyncio.Queue[NodeEvent] = asyncio.Queue()
+        self._subscribers.add(queue)
+        try:
+            while True:
+                event = await queue.get()
+                if event is None:
+                    return
+                yield event
+        finally:
+            self._subscribers.discard(queue)
+
+    def _on_engine_event(self, event: EngineEvent) -> None:
+        # Engine thread: log in fixed phrases, hand the event to the loop.
+        if event.kind == "role":
+            log.info("%s became %s at term %d", self.id, event.new.value, event.term)
+        elif event.kind == "leader":
+            log.info("%s sees leader %s at term %d", self.id, event.new or "none", event.term)
+        loop = self._loop
+        if loop is not None and self._subscribers:
+            try:
+                loop.call_soon_threadsafe(self._publish_event, event)
+            except RuntimeError:  # loop closed during shutdown
+                pass
+
+    def _publish_event(self, event: EngineEvent) -> None:
+        for queue in self._subscribers:
+            queue.put_nowait(event)
+
+    # -- proposals and reads -----------------------------------------------------------------
+
+    def _check_running(self) -> None:
+        if not self._started or self._stopped:
+            raise Unavailable(f"node {self.id} is not running")
+
+    def _check_machine(self, machine: str) -> StateMachine:
+        if not isinstance(machine, str) or machine not in self.machines:
+            raise NotFound(f"no state machine named {machine!r}")
+        return self.machines[machine]
+
+    async def propose(
+        self,
+        machine: str,
+        command: dict[str, Any],
+        *,
+        idempotency_key: str | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """Replicate ``command`` to ``machine`` and return what its ``apply`` returned."""
+        self._check_running()
+        target = self._check_machine(machine)
+        if not isinstance(command, dict):
+            raise InvalidRequest("a command must be a dict")
+        if idempotency_key is not None and (not isinstance(idempotency_key, str) or not 0 < len(idempotency_key) <= 256):
+            raise InvalidRequest("an idempotency key must be a string of 1 to 256 characters")
+        encoded = codec.check_plain(command, "command", self.config.max_command_bytes)
+        validate = getattr(target, "validate", None)
+        if validate is not None:
+            validate(command)
+        status = self.status()
+        if status.role is not Role.LEADER:
+            if status.leader is None:
+                raise Unavailable(f"{self.id} knows no leader", leader=None)
+            raise NotLeader(leader=status.leader)
+        fut = self._loop.create_future()  # type: ignore[union-attr]
+        batch = self._batch_for(len(encoded))
+        batch.ops.append([machine, encoded, idempotency_key])
+        batch.writes.append(fut)
+        return await self._wait(fut, timeout, write=True)
+
+    async def read(
+        self,
+        machine: str,
+        query: dict[str, Any],
+        *,
+        consistency: Consistency = Consistency.LINEARIZABLE,
+        timeout: float | None = None,
+    ) -> Any:
+        """Run a read-only ``query`` against ``machine`` and return its value."""
+        return (await self.read_result(machine, query, consistency=consistency, timeout=timeout)).value
+
+    async def read_result(
+        self,
+        machine: str,
+        query: dict[str, Any],
+        *,
+        consistency: Consistency = Consistency.LINEARIZABLE,
+        timeout: float | None = None,
+    ) -> ReadResult:
+        """Like ``read``, and say which log index the answer reflects."""
+        self._check_running()
+        target = self._check_machine(machine)
+        if not isinstance(query, dict):
+            raise InvalidRequest("a query must be a dict")
+        codec.check_plain(query, "query", self.config.max_command_bytes)
+        validate = getattr(target, "validate_query", None)
+        if validate is not None:
+            validate(query)
+        consistency = Consistency(consistency)
+        if consistency is Consistency.STALE:
+            with self._hooks.lock:
+                outcome = self._dispatcher.query(machine, query)
+                index = self._dispatcher.last_index
+            return ReadResult(_outcome_value(outcome, self.status().leader), index, consistency)
+        return await self._linearizable_read(machine, query, timeout)
+
+    async def _linearizable_read(self, machine: str, query: dict[str, Any], timeout: float | None) -> ReadResult:
+        # A read changes nothing, so every failure is definite and worth retrying until the
+        # deadline: a barrier lost to a leader change just means "try again".
+        budget = self.config.default_timeout if timeout is None else timeout
+        deadline = time.monotonic() + budget
+        last_error: ConsensusError = Unavailable("no leader")
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise Unavailable(f"read did not complete within {budget:.2f}s: {last_error.message}", leader=self.status().leader)
+            if self.status().leader is None:
+                last_error = Unavailable(f"{self.id} knows no leader")
+            else:
+                fut = self._loop.create_future()  # type: ignore[union-attr]
+                self._batch_for(0).reads.append((machine, query, fut))
+                try:
+                    value, index = await asyncio.wait_for(fut, remaining)
+                    return ReadResult(value, index, Consistency.LINEARIZABLE)
+                except (asyncio.TimeoutError, Indeterminate, Unavailable, NotLeader) as exc:
+                    last_error = exc if isinstance(exc, ConsensusError) else Unavailable("timed out")
+            await asyncio.sleep(min(_READ_RETRY_SECONDS, max(0.0, deadline - time.monotonic())))
+
+    async def _wait(self, fut: asyncio.Future[Any], timeout: float | None, write: bool) -> Any:
+        budget = self.config.default_timeout if timeout is None else timeout
+        try:
+            return await asyncio.wait_for(fut, budget)
+        except asyncio.TimeoutError:
+            raise Indeterminate(f"no outcome within {budget:.2f}s", leader=self.status().leader) from None
+
+    def _batch_for(self, size: int) -> _Batch:
+        batch = self._pending
+        if batch is not None and (len(batch.ops) >= _MAX_BATCH_OPS or batch.size + size > _MAX_BATCH_BYTES):
+            self._flush()
+            batch = None
+        if batch is None:
+            batch = self._pending = _Batch()
+            self._loop.call_soon(self._flush)  # type: ignore[union-attr]
+        batch.size += size
+        return batch
+
+    def _flush(self) -> None:
+        batch = self._pending
+        if batch is None:
+            return
+        self._pending = None
+        status = self.status()
+        # Only a leader stamps time; entries from followers are pure read barriers.
+        time_ns = time.time_ns() if batch.ops else None
+        payload = encode_entry(time_ns, status.term, batch.ops)
+        key = id(batch)
+        self._in_flight_batches[key] = batch
+        loop = self._loop
+        assert loop is not None
+
+        def on_done(results: Any, failure: Failure | None) -> None:
+            # Engine thread (or the submitting thread for immediate refusals).
+            reads: list[Outcome] = []
+            index = 0
+            if failure is None and batch.reads:
+                with self._hooks.lock:
+                    reads = [self._dispatcher.query(m, q) for m, q, _ in batch.reads]
+                    index = self._dispatcher.last_index
+            try:
+                loop.call_soon_threadsafe(self._resolve, key, results, failure, reads, index)
+            except RuntimeError:  # loop closed: nobody is waiting any more
+                pass
+
+        self._engine.submit(payload, on_done)
+
+    def _resolve(self, key: int, results: Any, failure: Failure | None, reads: list[Outcome], index: int) -> None:
+        batch = self._in_flight_batches.pop(key, None)
+        if batch is None:
+            return
+        leader = self.status().leader
+        if failure is not None:
+            self._fail_batch(batch, _failure_error(failure, leader), reads_error=_failure_error(failure, leader))
+            return
+        if not isinstance(results, list) or len(results) != len(batch.writes):
+            # Cannot happen unless an entry was unreadable; never guess an outcome.
+            self._fail_batch(batch, Indeterminate("the engine returned no outcome for this entry"))
+            return
+        for fut, outcome in zip(batch.writes, results):
+            if fut.done():
+                continue
+            try:
+                fut.set_result(_outcome_value(outcome, leader))
+            except ConsensusError as exc:
+                fut.set_exception(exc)
+        for (_, _, fut), outcome in zip(batch.reads, reads):
+            if fut.done():
+                continue
+            try:
+                fut.set_result((_outcome_value(outcome, leader), index))
+            except ConsensusError as exc:
+                fut.set_exception(exc)
+
+    @staticmethod
+    def _fail_batch(batch: _Batch, error: ConsensusError, reads_error: ConsensusError | None = None) -> None:
+        for fut in batch.writes:
+            if not fut.done():
+                fut.set_exception(error)
+        read_error = reads_error or (error if error.definite else Unavailable(error.message))
+        if not read_error.definite:
+            read_error = Unavailable(read_error.message, leader=read_error.leader)
+        for _, _, fut in batch.reads:
+            if not fut.done():
+                fut.set_exception(read_error)
+
+    # -- membership and leadership -----------------------------------------------------------
+
+    async def _engine_call(self, start: Callable[[Callable[[Any, Failure | None], None]], None], timeout: float | None) -> Any:
+        self._check_running()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+
+        def on_done(result: Any, failure: Failure | None) -> None:
+            def settle() -> None:
+                if fut.done():
+                    return
+                if failure is None:
+                    fut.set_result(result)
+                else:
+                    fut.set_exception(_failure_error(failure, self.status().leader))
+
+            try:
+                loop.call_soon_threadsafe(settle)
+            except RuntimeError:
+                pass
+
+        start(on_done)
+        return await self._wait(fut, timeout, write=True)
+
+    async def add_member(self, address: str, *, timeout: float | None = None) -> None:
+        """Add ``address`` ("host:port") to the cluster; one change at a time."""
+        _check_address(address)
+        await self._engine_call(lambda cb: self._engine.add_member(address, cb), timeout)
+        log.info("%s added member %s at term %d", self.id, address, self.status().term)
+
+    async def remove_member(self, address: str, *, timeout: float | None = None) -> None:
+        """Remove ``address`` from the cluster; one change at a time."""
+        _check_address(address)
+        if address != self.id and address not in self._members():
+            raise NotFound(f"{address} is not a member")
+        await self._engine_call(lambda cb: self._engine.remove_member(address, cb), timeout)
+        log.info("%s removed member %s at term %d", self.id, address, self.status().term)
+
+    def _members(self) -> set[str]:
+        return {p.id for p in self.status().peers} | {self.id}
+
+    async def transfer_leadership(self, to: str | None = None, *, timeout: float | None = None) -> str:
+        """Hand leadership to ``to`` (or the most caught-up follower); return the new leader."""
+        if to is not None:
+            _check_address(to)
+        if not self.is_leader():
+            raise NotLeader(leader=self.status().leader)
+        budget = self.config.default_timeout if timeout is None else timeout
+        deadline = time.monotonic() + budget
+        await self._engine_call(lambda cb: self._engine.transfer_leadership(to, cb), budget)
+        while time.monotonic() < deadline:
+            leader = self.status().leader
+            if leader is not None and leader != self.id and (to is None or leader == to):
+                return leader
+            await asyncio.sleep(0.02)
+        raise Unavailable(f"leadership did not move within {budget:.1f}s", leader=self.status().leader)
+
+    def force_compaction(self) -> None:
+        """Snapshot the state and compact the log at the next opportunity."""
+        self._engine.force_compaction()
+
+    # -- the embedding API -------------------------------------------------------------------
+
+    def machine(self, name: str, *, consistency: Consistency = Consistency.LINEARIZABLE, timeout: float | None = None) -> "MachineProxy":
+        """Return an awaitable proxy to a ``ReplicatedObject``: ``await node.machine("inv").add("x", 3)``."""
+        target = self._check_machine(name)
+        if not isinstance(target, ReplicatedObject):
+            raise InvalidRequest(f"machine {name!r} is not a ReplicatedObject; use propose() and read()")
+        return MachineProxy(self, name, type(target), consistency, timeout)
+
+
+class MachineProxy:
+    """Turn method calls into proposals (``@command``) and reads (``@query``)."""
+
+    def __init__(self, node: Node, name: str, cls: type[ReplicatedObject], consistency: Consistency, timeout: float | None) -> None:
+        self._node = node
+        self._name = name
+        self._cls = cls
+        self._consistency = consistency
+        self._timeout = timeout
+
+    def __getattr__(self, method: str) -> Callable[..., Any]:
+        kind = self._cls.method_kind(method)
+        if kind is None:
+            raise AttributeError(f"{self._cls.__name__} has no @command or @query named {method!r}")
+        node, name = self._node, self._name
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            body = {"method": method, "args": list(args), "kwargs": kwargs}
+            if kind == "command":
+                return await node.propose(name, body, idempotency_key=uuid.uuid4().hex, timeout=self._timeout)
+            return await node.read(name, body, consistency=self._consistency, timeout=self._timeout)
+
+        call.__name__ = method
+        return call
+
+
+def _check_address(address: str) -> None:
+    if not isinstance(address, str) or ":" not in address:
+        raise InvalidRequest(f"a member address is host:port, not {address!r}")
+    host, port = address.rsplit(":", 1)
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InvalidRequest(f"a member address is host:port, not {address!r}")
