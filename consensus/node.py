@@ -13,6 +13,7 @@ concurrent reads share one barrier entry.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import logging
 import threading
@@ -210,7 +211,11 @@ class Node:
     # -- status ------------------------------------------------------------------------------
 
     def status(self) -> NodeStatus:
-        return self._engine.status()
+        status = self._engine.status()
+        applied = self._dispatcher.last_index
+        if applied > status.last_applied:  # the engine publishes after each tick; apply is sooner
+            status = dataclasses.replace(status, last_applied=applied, commit_index=max(status.commit_index, applied))
+        return status
 
     def is_leader(self) -> bool:
         return self._engine.status().role is Role.LEADER

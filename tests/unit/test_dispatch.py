@@ -1,0 +1,151 @@
+"""The total dispatcher, driven directly: pure, deterministic, never raises."""
+
+from __future__ import annotations
+
+import pytest
+
+from consensus import codec
+from consensus.dispatch import Dispatcher, encode_entry
+from consensus.errors import Rejected
+from consensus.machine import ReplicatedObject, command, query
+from consensus.testing.machines import KV
+
+
+def op(machine, cmd, key=None):
+    return [machine, codec.pack(cmd), key]
+
+
+def entry(*ops, time_ns=1_000, term=1):
+    return encode_entry(time_ns, term, list(ops))
+
+
+def put(k, v):
+    return {"method": "put", "args": [k, v]}
+
+
+def test_every_failure_is_a_value_and_later_commands_still_apply():
+    d = Dispatcher({"kv": KV()})
+    outcomes = d.apply(
+        entry(
+            op("kv", {"method": "boom", "args": ["bad"]}),
+            op("nope", put("a", 1)),
+            [1, 2],  # a malformed envelope
+            op("kv", put("a", 1)),
+        ),
+        index=5,
+    )
+    assert [o.kind for o in outcomes] == ["rejected", "invalid", "invalid", "ok"]
+    assert "bad" in outcomes[0].value
+    assert d.machines["kv"].data == {"a": 1}
+
+
+def test_unreadable_entry_is_skipped_not_raised():
+    d = Dispatcher({"kv": KV()})
+    assert d.apply(b"\xc1garbage", index=3) == []
+    assert d.apply(entry(op("kv", put("a", 1))), index=4)[0].kind == "ok"
+
+
+def test_rejected_carries_reason_and_detail():
+    d = Dispatcher({"kv": KV()})
+    [outcome] = d.apply(entry(op("kv", {"method": "cas", "args": ["a", 1, 2]})), index=2)
+    assert outcome.kind == "rejected" and outcome.value == "value mismatch"
+    assert outcome.detail == {"current": None}
+
+
+def test_context_time_never_goes_backwards_and_seq_is_per_command():
+    d = Dispatcher({"kv": KV()})
+    stamp = {"method": "stamp"}
+    first = d.apply(entry(op("kv", stamp), op("kv", stamp), time_ns=5_000, term=2), index=10)
+    later = d.apply(entry(op("kv", stamp), time_ns=4_000, term=2), index=11)  # an older clock
+    barrier = d.apply(encode_entry(None, 2, [op("kv", stamp)]), index=12)  # a follower's barrier
+    stamps = [o.value for o in first + later + barrier]
+    assert [s[0] for s in stamps] == [10, 10, 11, 12]
+    assert [s[2] for s in stamps] == [5_000, 5_000, 5_000, 5_000]
+    assert [s[3] for s in stamps] == [1, 2, 3, 4]
+
+
+def test_idempotency_key_replays_the_first_outcome():
+    d = Dispatcher({"kv": KV()})
+    inc = {"method": "incr", "args": ["n"]}
+    a = d.apply(entry(op("kv", inc, "k1")), index=2)[0]
+    b = d.apply(entry(op("kv", inc, "k1")), index=3)[0]
+    assert (a.value, b.value) == (1, 1) and b.duplicate and not a.duplicate
+    assert d.machines["kv"].data["n"] == 1
+    # Rejections are replayed too: the retry gets the same answer.
+    cas = {"method": "cas", "args": ["n", 99, 100]}
+    r1 = d.apply(entry(op("kv", cas, "k2")), index=4)[0]
+    r2 = d.apply(entry(op("kv", cas, "k2")), index=5)[0]
+    assert r1.kind == r2.kind == "rejected"
+
+
+def test_idempotency_table_is_bounded_and_expires_by_leader_time():
+    d = Dispatcher({"kv": KV()}, dedup_capacity=3, dedup_ttl_ns=100)
+    inc = {"method": "incr", "args": ["n"]}
+    for i in range(5):
+        d.apply(entry(op("kv", inc, f"k{i}"), time_ns=1_000 + i), index=2 + i)
+    assert list(d.dedup) == ["k2", "k3", "k4"]
+    d.apply(entry(time_ns=1_104), index=10)  # time passes: k2 (1002) and k3 (1003) are over 100 old
+    assert list(d.dedup) == ["k4"]
+    # An expired key applies again.
+    assert d.apply(entry(op("kv", inc, "k2"), time_ns=1_105), index=11)[0].value == 6
+
+
+def test_snapshot_restores_machines_time_sequence_and_idempotency():
+    d = Dispatcher({"kv": KV()})
+    inc = {"method": "incr", "args": ["n"]}
+    d.apply(entry(op("kv", inc, "key"), time_ns=7_000), index=2)
+    d.apply(entry(op("kv", put("s", [1, {"x": b"\x00"}])), time_ns=8_000), index=3)
+    blob = d.snapshot()
+    e = Dispatcher({"kv": KV()})
+    e.restore(blob)
+    assert e.machines["kv"].data == d.machines["kv"].data
+    assert (e.time_ns, e.seq, e.last_index) == (8_000, 2, 3)
+    assert e.apply(entry(op("kv", inc, "key"), time_ns=9_000), index=4)[0].duplicate
+
+
+def test_replicas_fed_the_same_log_end_in_the_same_state():
+    log = [
+        entry(op("kv", {"method": "incr", "args": ["a"]}, f"k{i % 7}"), op("kv", put(f"p{i}", i)), time_ns=i * 10)
+        for i in range(200)
+    ]
+    replicas = [Dispatcher({"kv": KV()}) for _ in range(3)]
+    for r in replicas:
+        for i, payload in enumerate(log, start=2):
+            r.apply(payload, i)
+    assert len({r.snapshot() for r in replicas}) == 1
+
+
+class Inventory(ReplicatedObject):
+    def __init__(self):
+        self.items = {}
+
+    @command
+    def add(self, sku: str, n: int) -> int:
+        if n <= 0:
+            raise Rejected("n must be positive")
+        self.items[sku] = self.items.get(sku, 0) + n
+        return self.items[sku]
+
+    @query
+    def count(self, sku: str) -> int:
+        return self.items.get(sku, 0)
+
+
+def test_replicated_object_validates_calls_before_they_reach_the_log():
+    inv = Inventory()
+    inv.validate({"method": "add", "args": ["x", 1]})
+    for bad in ({"method": "count", "args": ["x"]}, {"method": "add"}, {"method": "missing"}, {"method": "add", "args": "x"}):
+        with pytest.raises(Exception) as info:
+            inv.validate(bad)
+        assert getattr(info.value, "code", None) == "invalid_request"
+
+
+def test_replicated_object_snapshot_round_trips_public_state_only():
+    inv = Inventory()
+    inv._scratch = "not state"
+    d = Dispatcher({"inv": inv})
+    d.apply(entry(op("inv", {"method": "add", "args": ["x", 3]})), index=2)
+    copy = Inventory()
+    copy.restore(inv.snapshot())
+    assert copy.items == {"x": 3} and not hasattr(copy, "_scratch")
+    assert Inventory.method_kind("add") == "command" and Inventory.method_kind("count") == "query"
