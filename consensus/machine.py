@@ -8,6 +8,7 @@ change state.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol, TypeVar, runtime_checkable
@@ -67,6 +68,11 @@ def query(fn: F) -> F:
     return fn
 
 
+@functools.lru_cache(maxsize=None)
+def _signature(fn: Callable[..., Any]) -> inspect.Signature:
+    return inspect.signature(fn)
+
+
 class ReplicatedObject:
     """Write a state machine as a plain class: state in attributes, methods marked.
 
@@ -117,7 +123,7 @@ class ReplicatedObject:
         if not isinstance(args, (list, tuple)) or not isinstance(kwargs, dict):
             raise InvalidRequest("args must be a list and kwargs a dict")
         try:
-            inspect.signature(fn).bind(self, *args, **kwargs)
+            _signature(fn).bind(self, *args, **kwargs)
         except TypeError as exc:
             raise InvalidRequest(f"bad arguments for {name}: {exc}") from None
         return fn, list(args), kwargs
