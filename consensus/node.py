@@ -341,7 +341,7 @@ class Node:
             with self._hooks.lock:
                 outcome = self._dispatcher.query(machine, query)
                 index = self._dispatcher.last_index
-            return ReadResult(_outcome_value(outcome, self.status().leader), index, consistency)
+            return ReadResult(_outcome_value(outcome, self._engine.status().leader), index, consistency)
         return await self._linearizable_read(machine, query, timeout)
 
     async def _linearizable_read(self, machine: str, query: dict[str, Any], timeout: float | None) -> ReadResult:
@@ -353,8 +353,8 @@ class Node:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise Unavailable(f"read did not complete within {budget:.2f}s: {last_error.message}", leader=self.status().leader)
-            if self.status().leader is None:
+                raise Unavailable(f"read did not complete within {budget:.2f}s: {last_error.message}", leader=self._engine.status().leader)
+            if self._engine.status().leader is None:
                 last_error = Unavailable(f"{self.id} knows no leader")
             else:
                 fut = self._loop.create_future()  # type: ignore[union-attr]
@@ -400,7 +400,7 @@ class Node:
         if batch is None:
             return
         self._pending = None
-        status = self.status()
+        status = self._engine.status()
         # Only a leader stamps time; entries from followers are pure read barriers.
         time_ns = time.time_ns() if batch.ops else None
         payload = encode_entry(time_ns, status.term, batch.ops)
@@ -430,7 +430,7 @@ class Node:
             self._flush()
         if batch is None:
             return
-        leader = self.status().leader
+        leader = self._engine.status().leader
         if failure is not None:
             self._fail_batch(batch, _failure_error(failure, leader), reads_error=_failure_error(failure, leader))
             return
