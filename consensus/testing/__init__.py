@@ -24,10 +24,11 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from consensus.errors import ConsensusError, Unavailable, from_dict
+from consensus.errors import ConsensusError, Indeterminate, NotLeader, Unavailable, from_dict
 from consensus.machine import StateMachine
 from consensus.node import Node, NodeConfig
 from consensus.testing.machines import default_machines
@@ -126,6 +127,21 @@ class InProcessCluster:
 
     async def wait_for_leader(self, timeout: float = 10.0) -> Node:
         return await wait_until(self.leader, timeout, "a leader every node agrees on")  # type: ignore[no-any-return]
+
+    async def propose(self, machine: str, command: dict[str, Any], timeout: float = 15.0) -> Any:
+        """Propose through whichever node leads, retrying with one idempotency key until done."""
+        key = uuid.uuid4().hex
+        deadline = time.monotonic() + timeout
+        while True:
+            leader = self.leader()
+            try:
+                if leader is not None:
+                    return await leader.propose(machine, command, idempotency_key=key, timeout=2.0)
+            except (NotLeader, Unavailable, Indeterminate):
+                pass
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"could not commit {command!r} within {timeout:.1f}s")
+            await asyncio.sleep(0.05)
 
     async def stop(self) -> None:
         for i in range(len(self.nodes)):

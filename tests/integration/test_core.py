@@ -164,15 +164,15 @@ async def test_add_and_remove_a_member(tmp_path):
         await leader.add_member(new_address)
         newcomer = await c.start_node(new_index, peers=list(c.addresses))
         await converged(c, get("m"), "before")
-        assert new_address in {p.id for p in leader.status().peers}
-        await leader.propose("kv", put("m", "after"))
+        await wait_until(lambda: new_address in {p.id for p in leader.status().peers}, 5, "the new peer in status")
+        await c.propose("kv", put("m", "after"))
         assert await newcomer.read("kv", get("m")) == "after"
 
         victim = next(n for n in c.running() if n is not leader and n is not newcomer)
         await leader.remove_member(victim.id)
         await c.stop_node(c.nodes.index(victim))
         await wait_until(lambda: victim.id not in {p.id for p in leader.status().peers}, 5, "removal")
-        await leader.propose("kv", put("m", "three left"))
+        await c.propose("kv", put("m", "three left"))
         await converged(c, get("m"), "three left")
 
 
