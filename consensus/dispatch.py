@@ -6,8 +6,7 @@ for its caller while every replica keeps applying. pysyncobj, left alone, retrie
 whose apply raised forever, wedging the whole cluster.
 
 An entry is msgpack ``[1, time_ns | None, term, [[machine, command, key | None], ...]]``:
-``time_ns`` is the leader's clock when it proposed the entry (None for entries that only serve
-as read barriers, proposed by followers), ``command`` the msgpack bytes of the command (encoded
+``time_ns`` is the leader's clock when it proposed the entry (None: no clock, time stands still), ``command`` the msgpack bytes of the command (encoded
 once, when it was validated), ``key`` an optional idempotency key.
 
 Exactly-once: the outcome of every keyed command is kept in a replicated table; a command whose

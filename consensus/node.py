@@ -400,10 +400,6 @@ class Node:
         if batch is None:
             return
         self._pending = None
-        status = self._engine.status()
-        # Only a leader stamps time; entries from followers are pure read barriers.
-        time_ns = time.time_ns() if batch.ops else None
-        payload = encode_entry(time_ns, status.term, batch.ops)
         key = id(batch)
         self._in_flight_batches[key] = batch
         loop = self._loop
@@ -422,7 +418,10 @@ class Node:
             except RuntimeError:  # loop closed: nobody is waiting any more
                 pass
 
-        self._engine.submit(payload, on_done)
+        if batch.ops:  # writes come only from the leader, which stamps its clock into the entry
+            self._engine.submit(encode_entry(time.time_ns(), self._engine.status().term, batch.ops), on_done)
+        else:  # reads alone need only a barrier
+            self._engine.barrier(on_done)
 
     def _resolve(self, key: int, results: Any, failure: Failure | None, reads: list[Outcome], index: int) -> None:
         batch = self._in_flight_batches.pop(key, None)
@@ -434,11 +433,11 @@ class Node:
         if failure is not None:
             self._fail_batch(batch, _failure_error(failure, leader), reads_error=_failure_error(failure, leader))
             return
-        if not isinstance(results, list) or len(results) != len(batch.writes):
+        if batch.ops and (not isinstance(results, list) or len(results) != len(batch.writes)):
             # Cannot happen unless an entry was unreadable; never guess an outcome.
             self._fail_batch(batch, Indeterminate("the engine returned no outcome for this entry"))
             return
-        for fut, outcome in zip(batch.writes, results):
+        for fut, outcome in zip(batch.writes, results or ()):
             if fut.done():
                 continue
             try:

@@ -120,6 +120,13 @@ class Engine(Protocol):
     def submit(self, payload: bytes, callback: SubmitCallback) -> None:
         """Append ``payload`` to the log; ``callback(result, failure)`` runs on the engine thread."""
 
+    def barrier(self, callback: SubmitCallback) -> None:
+        """Append an empty entry; ``callback(None, None)`` runs right after it applies here.
+
+        Everything committed before the call has then been applied on this node, which is
+        what a linearizable read needs.
+        """
+
     def call_soon(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` on the engine thread as soon as possible."""
 

@@ -81,6 +81,8 @@ class _Replicator(SyncObjConsumer):  # type: ignore[misc]
 
     @replicated  # type: ignore[misc]
     def apply_payload(self, payload: bytes) -> Any:
+        if not payload:  # a barrier: nothing to apply, its callback is the point
+            return None
         # pysyncobj increments raftLastApplied after the apply, so the entry's index is one more.
         return self._hooks.apply(payload, self._syncObj.raftLastApplied + 1)
 
@@ -252,6 +254,9 @@ class PysyncobjEngine:
             return
         # Thread-safe: pysyncobj queues the command and wakes its poller.
         self._replicator.apply_payload(payload, callback=_wrap(callback))
+
+    def barrier(self, callback: SubmitCallback) -> None:
+        self.submit(b"", callback)
 
     def add_member(self, address: str, callback: SubmitCallback) -> None:
         so = self._require()

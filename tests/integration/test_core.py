@@ -254,3 +254,15 @@ async def test_cluster_with_a_shared_secret_commits(tmp_path):
         leader = await c.wait_for_leader()
         await leader.propose("kv", put("enc", 1))
         await converged(c, get("enc"), 1)
+
+
+async def test_several_named_machines_on_one_node(tmp_path):
+    from consensus.testing.machines import KV
+
+    async with InProcessCluster(3, tmp_path, machines=lambda: {"a": KV(), "b": KV()}) as c:
+        leader = await c.wait_for_leader()
+        await leader.propose("a", put("k", "in a"))
+        await leader.propose("b", put("k", "in b"))
+        for node in c.running():
+            assert await node.read("a", get("k")) == "in a"
+            assert await node.read("b", get("k")) == "in b"
