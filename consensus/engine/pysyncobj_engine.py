@@ -29,6 +29,7 @@ from typing import Any, Callable
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated
 from pysyncobj.pipe_notifier import PipeNotifier
 
+from consensus.engine.append_filter import trim_append
 from consensus.engine.base import (
     EngineConfig,
     EngineEvent,
@@ -197,9 +198,29 @@ class PysyncobjEngine:
             )
         except Exception as exc:  # pysyncobj raises SyncObjException('BindError') and friends
             raise EngineStartError(f"cannot start the Raft engine on {c.node_id}: {exc}") from exc
+        self._install_append_filter(self._syncobj)
         self._wakeup = PipeNotifier(self._syncobj._poller, self._drain_calls)
         self._thread = threading.Thread(target=self._run, name=f"raft-{c.node_id}", daemon=True)
         self._thread.start()
+
+    @staticmethod
+    def _install_append_filter(so: SyncObj) -> None:
+        """Put ``trim_append`` in front of pysyncobj's message handler (see append_filter)."""
+        transport = so._SyncObj__transport
+        handle = so._SyncObj__onMessageReceived
+        raft_log = so._SyncObj__raftLog
+
+        def on_message(node: Any, message: Any) -> None:
+            if isinstance(message, dict) and message.get("type") == "append_entries" and len(raft_log):
+                first, last = raft_log[0][1], raft_log[-1][1]
+
+                def term_at(idx: int) -> int | None:
+                    return raft_log[idx - first][2] if first <= idx <= last else None  # type: ignore[no-any-return]
+
+                message = trim_append(message, term_at, last)
+            handle(node, message)
+
+        transport.setOnMessageReceivedCallback(on_message)
 
     def stop(self) -> None:
         if self._thread is None:
