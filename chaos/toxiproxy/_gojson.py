@@ -69,11 +69,31 @@ def decode_body(body: bytes) -> Any:
         value, _ = _DECODER.raw_decode(text, start)
     except ValueError as exc:
         pos = getattr(exc, "pos", None)
+        if pos is None:  # NaN or Infinity, which Go rejects where the literal starts
+            pos = min((i for i in (text.find("NaN", start), text.find("Infinity", start)) if i >= 0), default=None)
         if pos is None or pos >= len(text) or "Unterminated string" in str(exc):
             raise BadJSON("unexpected EOF") from None
         reason = next((v for k, v in _SYNTAX_CONTEXT.items() if str(exc).startswith(k)), "looking for beginning of value")
+        if reason == "after object key:value pair" and _innermost_container(text, pos) == "[":
+            reason = "after array element"
         raise BadJSON(f"invalid character {_quote_char(text[pos])} {reason}") from None
     return value
+
+
+def _innermost_container(text: str, pos: int) -> str:
+    """Return '[' or '{' for the innermost container open at ``pos`` (strings skipped)."""
+    stack: list[str] = []
+    in_string = escaped = False
+    for ch in text[:pos]:
+        if in_string:
+            escaped, in_string = (False, True) if escaped else (ch == "\\", ch != '"')
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            stack.append(ch)
+        elif ch in "]}" and stack:
+            stack.pop()
+    return stack[-1] if stack else ""
 
 
 def go_kind(value: Any) -> str:
