@@ -324,3 +324,15 @@ def test_metrics_route_exists_only_when_enabled(http: Any) -> None:
         resp = requests.get(srv.url + "/metrics", timeout=5)
         assert resp.status_code == 200
         assert "process_cpu_seconds_total" in resp.text
+
+
+def test_disabled_proxy_gets_its_resolved_listen_when_enabled(http: Any, free_port: int) -> None:
+    create(http, "later", enabled=False, listen=f"localhost:{free_port}")
+    enabled = http("PATCH", "/proxies/later", {"enabled": True})
+    assert enabled.status_code == 200
+    assert enabled.json()["listen"] == f"127.0.0.1:{free_port}" and enabled.json()["enabled"] is True
+
+
+def test_background_server_reports_a_busy_port(busy_port: int) -> None:
+    with pytest.raises(OSError, match="address already in use"):
+        BackgroundServer("127.0.0.1", busy_port).start()

@@ -434,3 +434,77 @@ async def test_proxy_metrics_count_bytes_when_links_end(upstream: EchoUpstream, 
         assert float(line.rsplit(" ", 1)[1]) == 100.0
     finally:
         await srv.stop()
+
+
+async def test_toxicity_is_rolled_per_connection(api: Api, upstream: EchoUpstream, connect: Any) -> None:
+    addr = await api.proxy(upstream)
+    await api.toxic("limit_data", "upstream", toxicity=0.5, attributes={"bytes": 0})
+    clients = [await connect(addr) for _ in range(30)]
+    outcomes = []
+    for client in clients:
+        await client.send(b"hello")
+        try:
+            outcomes.append(await client.recv_exactly(5, timeout=2) == b"hello")
+        except (asyncio.IncompleteReadError, ConnectionError):
+            outcomes.append(False)  # the toxic ran on this connection: closed on its first byte
+    assert 5 <= outcomes.count(True) <= 25, outcomes  # seeded; both outcomes occur
+
+
+async def test_timeout_timer_restarts_on_update(api: Api, upstream: EchoUpstream, connect: Any) -> None:
+    client = await connect(await api.proxy(upstream))
+    await client.rtt()
+    await api.toxic("timeout", attributes={"timeout": 400})
+    await asyncio.sleep(0.25)
+    updated_at = client.loop.time()
+    await api.call("PATCH", "/proxies/p/toxics/timeout_downstream", {"attributes": {"timeout": 400}}, expect=200)
+    assert await client.eof_within(3.0)
+    assert client.loop.time() - updated_at >= 0.4  # counted from the update, not from the add
+
+
+async def test_limit_data_added_to_a_live_connection_counts_from_the_add(api: Api, upstream: EchoUpstream,
+                                                                         connect: Any) -> None:
+    client = await connect(await api.proxy(upstream))
+    assert await client.rtt(b"x" * 100) < 1.0
+    await api.toxic("limit_data", attributes={"bytes": 10})
+    await client.send(b"abcdefghijklmnopqrst")
+    assert await client.read_until_eof() == b"abcdefghij"
+
+
+async def test_reset_flushes_held_data_and_keeps_the_connection(api: Api, upstream: EchoUpstream,
+                                                                connect: Any) -> None:
+    client = await connect(await api.proxy(upstream))
+    await api.toxic("bandwidth", attributes={"rate": 0})
+    await client.send(b"queued")
+    await upstream.connections[0].wait_bytes(6)
+    await api.call("POST", "/reset", expect=204)
+    assert await client.recv_exactly(6) == b"queued"
+    assert await client.rtt() < 1.0
+
+
+async def test_half_close_is_not_propagated_both_sockets_close(api: Api, upstream: EchoUpstream,
+                                                               connect: Any) -> None:
+    client = await connect(await api.proxy(upstream))
+    payload = b"y" * 100_000
+    await client.send(payload)
+    client.writer.write_eof()
+    reply = await client.read_until_eof(timeout=3)
+    assert len(reply) < len(payload)  # the upstream socket was closed on EOF, as upstream Toxiproxy does
+    await asyncio.wait_for(upstream.connections[0].eof.wait(), 3)
+
+
+async def test_delete_and_listen_change_close_connections(api: Api, upstream: EchoUpstream, connect: Any) -> None:
+    addr = await api.proxy(upstream)
+    client = await connect(addr)
+    await client.rtt()
+    moved = await api.call("PATCH", "/proxies/p", {"listen": "127.0.0.1:0"}, expect=200)
+    assert moved["listen"] != f"{addr[0]}:{addr[1]}"
+    assert await client.eof_within(1.0)
+    with pytest.raises(ConnectionRefusedError):
+        await connect(addr)
+    host, port = moved["listen"].rsplit(":", 1)
+    second = await connect((host, int(port)))
+    await second.rtt()
+    await api.call("DELETE", "/proxies/p", expect=204)
+    assert await second.eof_within(1.0)
+    with pytest.raises(ConnectionRefusedError):
+        await connect((host, int(port)))
