@@ -148,6 +148,8 @@ class Stage:
 
     def drop(self) -> None:
         self.held = None
+        if self.link.reading_paused:  # data that never reaches the sink must still free the chain
+            self.link.update_reading()
 
     def close_output(self) -> None:
         self.out.close()
@@ -195,7 +197,7 @@ class Link:
         self.received = 0
         self.sent = 0
         self.dst_full = False
-        self._reading_paused = False
+        self.reading_paused = False
         self._loop = asyncio.get_running_loop()
 
     # Data path
@@ -233,12 +235,12 @@ class Link:
         """Pause the source while the chain or the destination buffer is full; resume when both drained."""
         if self.src.is_closing():
             return
-        if not self._reading_paused:
+        if not self.reading_paused:
             if self.dst_full or (self.stages and self.chain_bytes() > CHAIN_HIGH_WATER):
-                self._reading_paused = True
+                self.reading_paused = True
                 self.src.pause_reading()
         elif not self.dst_full and (not self.stages or self.chain_bytes() < CHAIN_LOW_WATER):
-            self._reading_paused = False
+            self.reading_paused = False
             self.src.resume_reading()
 
     # Chain edits (all synchronous; see module docstring)

@@ -508,3 +508,18 @@ async def test_delete_and_listen_change_close_connections(api: Api, upstream: Ec
     assert await second.eof_within(1.0)
     with pytest.raises(ConnectionRefusedError):
         await connect((host, int(port)))
+
+
+async def test_bulk_data_through_toxics_keeps_order_under_back_pressure(api: Api, upstream: EchoUpstream,
+                                                                        connect: Any) -> None:
+    client = await connect(await api.proxy(upstream))
+    await api.toxic("noop", "upstream")
+    await api.toxic("latency", "upstream", attributes={"latency": 1})
+    await api.toxic("bandwidth", "downstream", attributes={"rate": 200_000})
+    payload = bytes(range(251)) * 40_000  # ~10 MB, more than the 4 MiB chain limit
+    reader = asyncio.create_task(client.recv_exactly(len(payload), timeout=20))
+    try:
+        await client.send(payload)
+        assert await reader == payload
+    finally:
+        reader.cancel()
