@@ -1,6 +1,6 @@
 """Measure the embedded Toxiproxy against a direct connection in the same run.
 
-    python benchmarks/toxiproxy_bench.py [--mib 512] [--pings 20000] [--seconds 2] [--json out.json]
+    python benchmarks/toxiproxy_bench.py [--mib 512] [--repeat 5] [--pings 20000] [--seconds 3] [--json out.json]
 
 Three processes, all on 127.0.0.1: this one (the client), a blocking echo/sink server, and
 ``python -m chaos toxiproxy`` (the proxy, no toxics). Each figure is measured direct and through
@@ -9,6 +9,9 @@ the proxy, and reported with its ratio:
 - bulk throughput: one connection sends ``--mib`` MiB in 256 KiB writes; the sink acks the last byte;
 - round trip of a 64-byte ping-pong: p50 and p99 over ``--pings`` round trips, and the added time;
 - new connections per second: connect, 1-byte echo, close, for ``--seconds`` seconds.
+
+Direct and proxied runs alternate over ``--repeat`` rounds (medians of the rounds; percentiles
+over all round trips), so that load from other processes weighs on both alike.
 """
 
 from __future__ import annotations
@@ -129,9 +132,9 @@ def percentile(values: list[float], q: float) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mib", type=int, default=512)
-    parser.add_argument("--repeat", type=int, default=3, help="bulk runs per path (median reported)")
+    parser.add_argument("--repeat", type=int, default=5, help="alternating rounds per path (medians reported)")
     parser.add_argument("--pings", type=int, default=20000)
-    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
 
@@ -149,15 +152,21 @@ def main() -> int:
             for name, port in (("echo", echo_port), ("sink", sink_port)):
                 listen = client.create(upstream=f"127.0.0.1:{port}", name=name).listen
                 ports[name] = int(listen.rsplit(":", 1)[1])
+        # Alternate direct and proxied runs so that load from elsewhere affects both alike.
+        paths = {"direct": (echo_port, sink_port), "proxy": (ports["echo"], ports["sink"])}
+        samples: dict[str, dict[str, list[float]]] = {p: {"rate": [], "rtt": [], "conn": []} for p in paths}
+        for _ in range(args.repeat):
+            for path, (echo, sink) in paths.items():
+                samples[path]["rate"].append(throughput(sink, args.mib))
+                samples[path]["rtt"].extend(ping_pong(echo, args.pings // args.repeat))
+                samples[path]["conn"].append(connection_rate(echo, args.seconds / args.repeat))
         results: dict[str, Any] = {}
-        for path, echo, sink in (("direct", echo_port, sink_port), ("proxy", ports["echo"], ports["sink"])):
-            rates = [throughput(sink, args.mib) for _ in range(args.repeat)]
-            rtts = ping_pong(echo, args.pings)
+        for path, sample in samples.items():
             results[path] = {
-                "throughput_MBps": statistics.median(rates),
-                "rtt_p50_us": percentile(rtts, 0.50),
-                "rtt_p99_us": percentile(rtts, 0.99),
-                "connections_per_s": connection_rate(echo, args.seconds),
+                "throughput_MBps": statistics.median(sample["rate"]),
+                "rtt_p50_us": percentile(sample["rtt"], 0.50),
+                "rtt_p99_us": percentile(sample["rtt"], 0.99),
+                "connections_per_s": statistics.median(sample["conn"]),
             }
         direct, proxied = results["direct"], results["proxy"]
         results["ratio"] = {key: proxied[key] / direct[key] for key in direct}
