@@ -283,6 +283,12 @@ class BackgroundServer:
         finally:
             await self.server.stop()
 
+    def client(self, timeout: float = 5.0) -> Any:
+        """Return a :class:`chaos.toxiproxy.client.Toxiproxy` for this server (close it when done)."""
+        from chaos.toxiproxy.client import Toxiproxy
+
+        return Toxiproxy(self.url, timeout=timeout)
+
     def call(self, coro: Any, timeout: float = 10.0) -> Any:
         """Run a coroutine on the server's loop (e.g. ``server.call(s.server.reset())``) and return its result."""
         assert self._loop is not None

@@ -45,11 +45,12 @@ async def test_200_connections_with_toxic_churn_no_hang_no_leak() -> None:
     upstream = await EchoUpstream().start()
     server = ToxiproxyServer("127.0.0.1", 0, seed=7)
     await server.start()
+    clients: list[asyncio.Task[int]] = []
     try:
         proxy = await server.create_proxy("load", "127.0.0.1:0", upstream.address)
         host, port = proxy.listen.rsplit(":", 1)
         stop = asyncio.Event()
-        clients = [asyncio.create_task(client_session((host, int(port)), i, stop)) for i in range(CONNECTIONS)]
+        clients += [asyncio.create_task(client_session((host, int(port)), i, stop)) for i in range(CONNECTIONS)]
         async with aiohttp.ClientSession() as http:
             async def call(method: str, path: str, body: object = None) -> int:
                 async with http.request(method, server.url + path, json=body) as resp:
@@ -83,6 +84,9 @@ async def test_200_connections_with_toxic_churn_no_hang_no_leak() -> None:
         assert await async_wait_until(lambda: not proxy.connections, timeout=10)
         assert not proxy._tasks  # every stage task was cancelled or finished
     finally:
+        for task in clients:
+            task.cancel()
+        await asyncio.gather(*clients, return_exceptions=True)
         await server.stop()
         await upstream.stop()
     assert await async_wait_until(lambda: len(asyncio.all_tasks()) <= baseline_tasks, timeout=5)

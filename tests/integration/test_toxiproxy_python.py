@@ -214,8 +214,7 @@ def test_client_times_out_on_a_silent_server() -> None:
 
 
 def test_clients_drive_two_servers_at_once() -> None:
-    with BackgroundServer() as first, BackgroundServer() as second, \
-            Client(first.url) as a, Client(second.url) as b:
+    with BackgroundServer() as first, BackgroundServer() as second, first.client() as a, second.client() as b:
         a.create(upstream="127.0.0.1:1", name="only-on-first")
         b.populate([{"name": "only-on-second", "upstream": "127.0.0.1:2", "listen": "127.0.0.1:0"}])
         assert set(a.proxies()) == {"only-on-first"}
