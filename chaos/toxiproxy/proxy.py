@@ -91,7 +91,8 @@ def resolve_listen(addr: str) -> tuple[socket.AddressFamily, str, int, str]:
         raise AddressError(f"lookup {host}: no such host") from None
     infos.sort(key=lambda info: info[0] != socket.AF_INET)  # Go prefers IPv4
     family, _, _, _, sockaddr = infos[0]
-    return family, sockaddr[0], port, format_addr(sockaddr[0], port)
+    address = str(sockaddr[0])
+    return family, address, port, format_addr(address, port)
 
 
 def bind_listener(addr: str) -> tuple[socket.socket, str]:
@@ -193,7 +194,8 @@ class Proxy:
         try:
             host, port = split_host_port(self.upstream)
             async with asyncio.timeout(self.dial_timeout):
-                _, upstream = await loop.create_connection(UpstreamProtocol, host or None, port)
+                # Go dials the local system for an empty host (":port").
+                _, upstream = await loop.create_connection(UpstreamProtocol, host or "localhost", port)
         except (OSError, AddressError, TimeoutError) as exc:
             log.info("proxy %s could not dial upstream %s: %s", self.name, self.upstream, exc)
             if client.transport is not None:

@@ -182,7 +182,8 @@ def test_client_adds_update_and_returns_toxics(server: BackgroundServer, echo: E
         assert data == b"ping" and 0.2 <= elapsed < 1.5
         assert proxy.get_toxic("missing") is None
         moved = proxy.update(upstream="127.0.0.1:1")
-        assert moved.upstream == "127.0.0.1:1" and client.get_proxy("e").upstream == "127.0.0.1:1"
+        fetched = client.get_proxy("e")
+        assert moved.upstream == "127.0.0.1:1" and fetched is not None and fetched.upstream == "127.0.0.1:1"
         with pytest.raises(NotFound):
             proxy.update_toxic("missing", toxicity=0.5)
 
