@@ -334,6 +334,7 @@ async def test_limit_data_truncates_then_closes(api: Api, upstream: EchoUpstream
 async def test_noop_and_toxicity_zero_leave_traffic_alone(api: Api, upstream: EchoUpstream, connect: Any) -> None:
     client = await connect(await api.proxy(upstream))
     await api.toxic("noop")
+    await api.toxic("noop", "upstream")
     await api.toxic("latency", name="never", toxicity=0, attributes={"latency": 2000})
     assert await client.rtt(b"x" * 1000) < 1.0
 
