@@ -13,10 +13,12 @@ import requests
 
 pytestmark = pytest.mark.timeout(60)
 
+ROOT = Path(__file__).resolve().parents[2]  # so ``python -m chaos`` imports this checkout
+
 
 def start(*args: str) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen([sys.executable, "-m", "chaos", "toxiproxy", "--host", "127.0.0.1", "--port", "0", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     assert proc.stdout is not None
     line = proc.stdout.readline()  # blocks until the server prints its URL (or exits)
     if "listening on" not in line:
@@ -54,6 +56,6 @@ def test_cli_reports_a_busy_port() -> None:
         busy.listen()
         port = busy.getsockname()[1]
         result = subprocess.run([sys.executable, "-m", "chaos", "toxiproxy", "--host", "127.0.0.1", "--port",
-                                 str(port)], capture_output=True, text=True, timeout=30)
+                                 str(port)], capture_output=True, text=True, timeout=30, cwd=ROOT)
     assert result.returncode == 255
     assert "address already in use" in result.stderr
