@@ -143,6 +143,7 @@ class Client:
             except _ConnectFailed as exc:
                 last_error = Unavailable(f"cannot reach {url}: {exc}")
                 self._mark_down(url)
+                await self._pause(attempt, deadline)
                 continue
             except _Lost as exc:
                 uncertain = uncertain or write

@@ -107,7 +107,7 @@ class EndpointPool:
         if endpoint is None:
             return
         endpoint.failures += 1
-        delay = min(self._max_backoff, self._backoff * 2 ** (endpoint.failures - 1))
+        delay = min(self._max_backoff, self._backoff * 2 ** min(endpoint.failures - 1, 30))
         endpoint.down_until = self._clock() + delay
 
     def mark_up(self, url: str) -> None:

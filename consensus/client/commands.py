@@ -89,7 +89,7 @@ def _status(args: argparse.Namespace) -> int:
             for url, result in results:
                 rows.append(_row(url, result) if isinstance(result, dict) else [url, "", "", "", "", "", "", "", "", result.message])
             print(format_table(rows))
-        if failed and not args.json:
+        if failed:
             for url, error in failed:
                 print(f"consensus status: {error.message}", file=sys.stderr)
         return 1 if failed else 0
