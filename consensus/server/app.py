@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from consensus.engine import Role
 from consensus.errors import (
@@ -210,6 +211,29 @@ class Server:
 
         app.on_cleanup.append(close_forwarder)
         return app
+
+
+class QuietParseErrors(logging.Filter):
+    """Turn aiohttp's traceback for a request it cannot even parse into one line.
+
+    Such a request (bad chunking, a 9 KB request line, no HTTP at all) gets aiohttp's plain 400
+    before any handler runs; it is the client's mistake, not ours, so it deserves no traceback.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            exc = record.exc_info[1] if record.exc_info else None
+            if isinstance(exc, HttpProcessingError):
+                original = record.getMessage()
+                lines = str(exc.message or type(exc).__name__).strip().splitlines()
+                record.msg = "refused a malformed HTTP request (%s): %s"
+                record.args = (original.rsplit(" ", 1)[-1], lines[0] if lines else type(exc).__name__)
+                record.levelno, record.levelname = logging.INFO, "INFO"
+                record.exc_info = None
+                record.exc_text = None
+        except Exception:  # a logging filter must never break the request it logs about
+            pass
+        return True
 
 
 def _from_http_exception(exc: web.HTTPException, request: web.Request) -> ConsensusError:

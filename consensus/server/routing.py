@@ -8,12 +8,14 @@ exactly what the document promises: anything else is a 4xx JSON error, never a 5
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from consensus.errors import InvalidRequest, PayloadTooLarge, Unauthorized
 from consensus.server.schema import Schema, parse_json, validate
@@ -129,6 +131,8 @@ async def _read_body(request: web.Request, route: Route, limit: int) -> tuple[An
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise PayloadTooLarge(f"the body is over the limit of {limit} bytes") from None
+    except (OSError, asyncio.IncompleteReadError, HttpProcessingError) as exc:
+        raise InvalidRequest(f"could not read the body: {type(exc).__name__}") from None
     if route.body is None:
         if raw.strip():
             raise InvalidRequest(f"{route.method} {route.path} takes no body")

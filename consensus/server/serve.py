@@ -24,7 +24,7 @@ from consensus.cli import CommandError, UsageError
 from consensus.engine import EngineStartError, is_loopback
 from consensus.errors import ConsensusError
 from consensus.node import Node, NodeConfig
-from consensus.server.app import Server, ServerConfig
+from consensus.server.app import QuietParseErrors, Server, ServerConfig
 from consensus.server.apps import available_apps, load_apps, machines_for
 
 log = logging.getLogger("consensus.serve")
@@ -99,7 +99,9 @@ def settings_from_args(args: argparse.Namespace) -> ServeSettings:
     if args.id not in peers:
         peers.insert(0, args.id)
     http_host, http_port = parse_address(args.http, "--http")
-    http_url = args.advertise_http or f"http://{args.http}"
+    # A wildcard bind address is not an address others can use: advertise the peer host instead.
+    advertised_host = parse_address(args.id, "--id")[0] if http_host in ("0.0.0.0", "::") else args.http.rsplit(":", 1)[0]
+    http_url = args.advertise_http or f"http://{advertised_host}:{http_port}"
     if not _URL.fullmatch(http_url):
         raise UsageError(f"--advertise-http must look like http://HOST:PORT, not {http_url!r}")
     apps = [a.strip() for a in args.apps.split(",") if a.strip()]
@@ -200,6 +202,7 @@ def run(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.server").addFilter(QuietParseErrors())
     try:
         return asyncio.run(serve(settings))
     except ConsensusError as exc:  # e.g. an app that fails to load

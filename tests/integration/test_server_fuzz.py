@@ -132,3 +132,34 @@ def test_mutating_routes_need_the_bearer_token(node):
     assert requests.get(url, timeout=10).json() == {"name": "guarded", "value": 0}  # reads are open
     ok = requests.post(url + "/incr", json={"by": 2}, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
     assert ok.status_code == 200 and ok.json()["value"] == 2
+
+
+RAW = [
+    b"POST /v1/counters/a/incr HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+    b"GET /v1/counters/" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    b"GET /v1/counters/%ZZ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    b"GET /v1/counters/a%00b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    b"GARBAGE\r\n\r\n",
+    b"POST /v1/counters/a/incr HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: -5\r\n\r\n",
+    b"POST /v1/counters/a/incr HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n{}",
+    b"GET /v1/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Bad: " + b"h" * 10000 + b"\r\n\r\n",
+    b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(32)) + b"\r\n\r\n",  # a TLS hello
+]
+
+
+@pytest.mark.parametrize("data", RAW, ids=range(len(RAW)))
+def test_requests_that_are_not_even_http_get_a_400_and_leave_no_traceback(node, data):
+    import socket
+
+    host, port = node.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(data)
+        answer = b""
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+        except (TimeoutError, ConnectionResetError):
+            pass
+    assert answer.startswith((b"HTTP/1.0 4", b"HTTP/1.1 4")), answer[:200]
+    assert requests.get(node.url + "/livez", timeout=5).status_code == 200
+    assert "Traceback" not in node.log.read_text()
