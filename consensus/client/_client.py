@@ -167,6 +167,7 @@ class Client:
             if isinstance(error, Indeterminate):
                 uncertain = uncertain or write
                 last_error = error
+                self._leader = None  # a leader that cannot commit may be cut off: rediscover
                 await self._pause(attempt, deadline)
                 continue
             raise error

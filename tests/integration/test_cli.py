@@ -161,7 +161,14 @@ def test_cluster_json_lets_a_node_be_restarted_by_hand(tmp_path):
     try:
         wait_for(lambda: (tmp_path / "cluster.json").exists() or proc.poll() is not None, 30, "cluster.json")
         spec = json.loads((tmp_path / "cluster.json").read_text())["nodes"][0]
-        assert spec["argv"][-12:][0] and "--data-dir" in spec["argv"] and spec["raft"] == f"127.0.0.1:{base}"
+        argv = spec["argv"]
+        assert argv[argv.index("--id") + 1] == spec["raft"] == f"127.0.0.1:{base}"
+        assert argv[argv.index("--data-dir") + 1] == spec["data_dir"] == str(tmp_path / "n1")
+        assert argv[argv.index("--http") + 1] == f"127.0.0.1:{base + 1}"
     finally:
         proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -39,13 +39,20 @@ def name() -> str:
 
 
 def test_status_reports_one_leader_that_every_node_agrees_on(cluster):
-    leader = cluster.leader_index()
-    for i, status in enumerate(cluster.statuses()):
+    def agreed():
+        statuses = cluster.statuses()
+        roles = [s and s["role"] for s in statuses]
+        return statuses if roles.count("leader") == 1 and roles.count("follower") == cluster.n - 1 else None
+
+    statuses = wait_for(agreed, 20, "one leader and followers")
+    leader = next(i for i, s in enumerate(statuses) if s["role"] == "leader")
+    for i, status in enumerate(statuses):
         assert set(status) >= {"id", "role", "term", "leader", "commit_index", "last_applied", "peers"}
         assert status["id"] == cluster.nodes[i]["raft"]
-        assert status["role"] == ("leader" if i == leader else "follower")
         assert status["leader"] == cluster.nodes[leader]["raft"]
+        assert status["http"] == cluster.url(i)
         assert {p["id"] for p in status["peers"]} == {n["raft"] for n in cluster.nodes} - {status["id"]}
+        assert {p["http"] for p in status["peers"]} == set(cluster.urls) - {cluster.url(i)}
 
 
 def test_write_sent_to_a_follower_is_applied_everywhere(cluster):
