@@ -40,6 +40,7 @@ log = logging.getLogger("consensus.server")
 # A leader election takes about a second; a request that finds no leader waits this long for one.
 _LEADER_WAIT_SECONDS = 1.0
 _ON_LEADER_ATTEMPTS = 3
+_KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 
 
 @dataclass
@@ -182,8 +183,10 @@ class Server:
             error = ConsensusError("internal error; see the node's log")
             response = self._error_response(error)
         self._add_headers(response)
-        self.metrics.requests.labels(request.method, route_name, str(response.status)).inc()
-        self.metrics.latency.labels(request.method, route_name).observe(time.perf_counter() - started)
+        # Label values must come from a small set, or odd requests would grow the registry forever.
+        method = request.method if request.method in _KNOWN_METHODS else "other"
+        self.metrics.requests.labels(method, route_name, str(response.status)).inc()
+        self.metrics.latency.labels(method, route_name).observe(time.perf_counter() - started)
         return response
 
     def _add_headers(self, response: web.StreamResponse) -> None:

@@ -163,3 +163,13 @@ def test_requests_that_are_not_even_http_get_a_400_and_leave_no_traceback(node, 
     assert answer.startswith((b"HTTP/1.0 4", b"HTTP/1.1 4")), answer[:200]
     assert requests.get(node.url + "/livez", timeout=5).status_code == 200
     assert "Traceback" not in node.log.read_text()
+
+
+def test_odd_methods_do_not_grow_the_metrics(node):
+    for method in [f"XMETHOD{i}" for i in range(10)] + ["PATCH", "OPTIONS", "TRACE", "PROPFIND", "MKCOL"]:
+        response = requests.request(method, node.url + "/v1/counters/a", timeout=5)
+        assert response.status_code in (400, 405), (method, response.text)  # llhttp refuses unknown methods itself
+    text = requests.get(node.url + "/metrics", timeout=5).text
+    for method in ("XMETHOD", "TRACE", "PROPFIND", "MKCOL"):
+        assert f'method="{method}' not in text
+    assert 'method="other"' in text  # WebDAV methods reach the app, counted under one label
