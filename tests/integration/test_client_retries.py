@@ -136,3 +136,12 @@ async def test_a_dead_endpoint_is_marked_down_and_skipped(servers):
         endpoint = client.pool.get(dead)
         assert endpoint.failures == 1 and not endpoint.is_up(client._clock())
     assert len(alive.seen) == 4
+
+
+async def test_without_a_leader_url_the_client_tries_the_other_endpoints(servers):
+    follower = await servers(error("not_leader"))
+    leader = await servers(OK)
+    async with Client([follower.url, leader.url], timeout=5) as client:
+        response = await client.request("POST", "/v1/counters/a/incr", body={"by": 1}, write=True)
+    assert response.endpoint == leader.url
+    assert len(follower.seen) == 1 and follower.seen[0]["key"] == leader.seen[0]["key"]
