@@ -4,6 +4,10 @@
 
     ConsensusError                 base; .definite tells whether the outcome is known
     ├── InvalidRequest             malformed input; nothing was submitted          (definite)
+    │   ├── NotFound               no such route, machine, key or member           (definite)
+    │   ├── Unauthorized           a mutating request without the bearer token     (definite)
+    │   ├── MethodNotAllowed       the route exists, the method does not           (definite)
+    │   └── PayloadTooLarge        the request body is over the size limit         (definite)
     ├── NotLeader(leader_hint)     this node cannot take it; nothing submitted     (definite)
     ├── Unavailable                no leader or no quorum; nothing submitted       (definite)
     ├── Rejected(reason)           the state machine refused it                    (definite)
@@ -48,6 +52,27 @@ class NotFound(InvalidRequest):
 
     code = "not_found"
     http_status = 404
+
+
+class Unauthorized(InvalidRequest):
+    """A mutating request came without the node's bearer token; nothing was submitted."""
+
+    code = "unauthorized"
+    http_status = 401
+
+
+class MethodNotAllowed(InvalidRequest):
+    """The route exists but not with this HTTP method; nothing was submitted."""
+
+    code = "method_not_allowed"
+    http_status = 405
+
+
+class PayloadTooLarge(InvalidRequest):
+    """The request body is over the size limit; nothing was submitted."""
+
+    code = "payload_too_large"
+    http_status = 413
 
 
 class NotLeader(ConsensusError):
@@ -102,7 +127,17 @@ def from_dict(body: dict[str, Any]) -> ConsensusError:
     code = body.get("code")
     message = str(body.get("message", ""))
     leader = body.get("leader")
-    for cls in (InvalidRequest, NotFound, NotLeader, Unavailable, Rejected, Indeterminate):
+    for cls in (
+        InvalidRequest,
+        NotFound,
+        Unauthorized,
+        MethodNotAllowed,
+        PayloadTooLarge,
+        NotLeader,
+        Unavailable,
+        Rejected,
+        Indeterminate,
+    ):
         if cls.code == code:
             if cls is Rejected:
                 return Rejected(message, leader=leader, detail=body.get("detail"))
@@ -115,6 +150,9 @@ __all__ = [
     "ConsensusError",
     "InvalidRequest",
     "NotFound",
+    "Unauthorized",
+    "MethodNotAllowed",
+    "PayloadTooLarge",
     "NotLeader",
     "Unavailable",
     "Rejected",

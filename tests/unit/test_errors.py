@@ -8,6 +8,9 @@ from consensus import errors
     [
         (errors.InvalidRequest, 400, True),
         (errors.NotFound, 404, True),
+        (errors.Unauthorized, 401, True),
+        (errors.MethodNotAllowed, 405, True),
+        (errors.PayloadTooLarge, 413, True),
         (errors.NotLeader, 503, True),
         (errors.Unavailable, 503, True),
         (errors.Rejected, 409, True),

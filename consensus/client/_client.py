@@ -1,0 +1,296 @@
+"""The async HTTP client of a raftwork cluster: leader discovery, retries, deadlines.
+
+Every call has one deadline. Writes and linearizable reads go to the cached leader (learned
+from ``X-Raft-Leader-Url`` on any answer); stale reads and first contact pick an endpoint by
+strategy. A write gets one idempotency key for the whole logical request and keeps it on every
+retry, so retrying after an unknown outcome cannot apply it twice. If the deadline passes after
+any attempt whose outcome is unknown, the call raises ``Indeterminate``, never a definite error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import aiohttp
+
+from consensus.client._select import EndpointPool, normalize_url
+from consensus.errors import (
+    ConsensusError,
+    Indeterminate,
+    InvalidRequest,
+    NotLeader,
+    Unavailable,
+    from_dict,
+)
+
+_PROBE_TIMEOUT = 0.5
+_RETRY_DELAY = (0.02, 0.5)  # first and largest pause between attempts
+_SERVER_SLACK = 0.2  # the server's deadline is this much shorter than ours, so its answer arrives
+
+
+@dataclass(frozen=True)
+class Response:
+    """A successful answer: status, decoded JSON body, headers, and who answered."""
+
+    status: int
+    body: Any
+    headers: Mapping[str, str] = field(repr=False)
+    endpoint: str
+
+
+class _ConnectFailed(Exception):
+    """The connection never opened: nothing was sent."""
+
+
+class _Lost(Exception):
+    """The request may have been sent, and no answer came."""
+
+
+class Client:
+    """Talk to a cluster through any of its nodes' HTTP endpoints."""
+
+    def __init__(
+        self,
+        endpoints: Sequence[str] | str,
+        *,
+        strategy: str = "round_robin",
+        weights: Sequence[int] | None = None,
+        timeout: float = 5.0,
+        token: str | None = None,
+        backoff: float = 0.5,
+        max_backoff: float = 10.0,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if isinstance(endpoints, str):
+            endpoints = [e for e in endpoints.split(",") if e.strip()]
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        self.pool = EndpointPool(
+            endpoints, strategy=strategy, weights=weights, rng=rng, clock=clock, backoff=backoff, max_backoff=max_backoff
+        )
+        self.timeout = timeout
+        self._token = token
+        self._clock = clock
+        self._leader: str | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256))
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def __aenter__(self) -> "Client":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    @property
+    def leader(self) -> str | None:
+        """The HTTP URL of the leader as last seen, or None."""
+        return self._leader
+
+    # -- requests ----------------------------------------------------------------------------
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        params: Mapping[str, str] | None = None,
+        write: bool = False,
+        leader: bool = True,
+        timeout: float | None = None,
+        idempotency_key: str | None = None,
+    ) -> Response:
+        """Send one logical request, retrying until it succeeds, fails definitely, or time is up.
+
+        ``write``: it changes state; it gets an idempotency key (``idempotency_key`` or a new
+        one) reused on every retry. ``leader``: send it to the leader (writes, linearizable
+        reads); otherwise any endpoint picked by strategy answers it.
+        """
+        budget = self.timeout if timeout is None else timeout
+        deadline = self._clock() + budget
+        key = (idempotency_key or uuid.uuid4().hex) if write else None
+        uncertain = False  # an attempt may have applied the write
+        last_error: ConsensusError = Unavailable("no endpoint answered")
+        attempt = 0
+        tried: list[str] = []
+        while True:
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                break
+            attempt += 1
+            url = await self._choose(leader or write, tried, remaining)
+            tried.append(url)
+            try:
+                response = await self._send(url, method, path, body, params, key, deadline - self._clock())
+            except _ConnectFailed as exc:
+                last_error = Unavailable(f"cannot reach {url}: {exc}")
+                self._mark_down(url)
+                await self._pause(attempt, deadline)
+                continue
+            except _Lost as exc:
+                uncertain = uncertain or write
+                last_error = (Indeterminate if write else Unavailable)(f"no answer from {url}: {exc}")
+                self._mark_down(url)
+                await self._pause(attempt, deadline)
+                continue
+            self.pool.mark_up(url)
+            self._learn(response.headers)
+            if response.status < 400:
+                return response
+            error = self._error_of(response)
+            if isinstance(error, (NotLeader, Unavailable)):
+                hint = response.body.get("error", {}).get("leader_url") if isinstance(response.body, dict) else None
+                self._leader = normalize_url(hint) if hint else None
+                if self._leader:
+                    self.pool.add(self._leader)
+                last_error = error
+                await self._pause(attempt, deadline)
+                continue
+            if isinstance(error, Indeterminate):
+                uncertain = uncertain or write
+                last_error = error
+                self._leader = None  # a leader that cannot commit may be cut off: rediscover
+                await self._pause(attempt, deadline)
+                continue
+            raise error
+        if uncertain and last_error.definite:
+            raise Indeterminate(f"deadline of {budget:.2f}s passed; an earlier attempt may have applied: {last_error.message}")
+        raise type(last_error)(f"deadline of {budget:.2f}s passed: {last_error.message}", leader=last_error.leader)
+
+    async def _pause(self, attempt: int, deadline: float) -> None:
+        delay = min(_RETRY_DELAY[1], _RETRY_DELAY[0] * 2 ** min(attempt - 1, 10))
+        await asyncio.sleep(max(0.0, min(delay, deadline - self._clock())))
+
+    def _mark_down(self, url: str) -> None:
+        self.pool.mark_down(url)
+        if self._leader == url:
+            self._leader = None
+
+    async def _choose(self, to_leader: bool, tried: list[str], remaining: float) -> str:
+        """Return the URL to try next: the known leader, else an endpoint by strategy (probed if half-open)."""
+        now = self._clock()
+        if to_leader and self._leader is not None:
+            endpoint = self.pool.get(self._leader)
+            if endpoint is not None and endpoint.is_up(now):
+                return endpoint.url
+        recent = tried[-(len(self.pool.endpoints) - 1):] if len(self.pool.endpoints) > 1 else []
+        for _ in range(len(self.pool.endpoints)):
+            endpoint = self.pool.pick(exclude=recent)
+            if not endpoint.half_open(self._clock()):
+                return endpoint.url
+            if await self._probe(endpoint.url, min(_PROBE_TIMEOUT, remaining)):
+                self.pool.mark_up(endpoint.url)
+                return endpoint.url
+            self.pool.mark_down(endpoint.url)
+        return self.pool.pick().url
+
+    async def _probe(self, url: str, timeout: float) -> bool:
+        try:
+            async with self._get_session().get(url + "/livez", timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+                return resp.status == 200
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+            return False
+
+    async def _send(
+        self, url: str, method: str, path: str, body: Any, params: Mapping[str, str] | None, key: str | None, remaining: float
+    ) -> Response:
+        headers = {"X-Request-Timeout": f"{min(60.0, max(0.05, remaining - _SERVER_SLACK)):.3f}"}
+        if key is not None:
+            headers["Idempotency-Key"] = key
+        if self._token is not None:
+            headers["Authorization"] = f"Bearer {self._token}"
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        try:
+            async with self._get_session().request(
+                method, url + path, params=params, data=data, headers=headers,
+                timeout=aiohttp.ClientTimeout(total=max(0.05, remaining)), allow_redirects=False,
+            ) as resp:
+                raw = await resp.read()
+                try:
+                    decoded = json.loads(raw) if raw else None
+                except ValueError:
+                    decoded = raw.decode("utf-8", "replace")
+                return Response(resp.status, decoded, dict(resp.headers), url)
+        except aiohttp.ClientConnectorError as exc:
+            raise _ConnectFailed(exc.strerror or str(exc)) from None
+        except (asyncio.TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise _Lost(type(exc).__name__) from None
+
+    def _learn(self, headers: Mapping[str, str]) -> None:
+        leader_url = headers.get("X-Raft-Leader-Url")
+        if leader_url:
+            self._leader = normalize_url(leader_url)
+            self.pool.add(self._leader)
+
+    @staticmethod
+    def _error_of(response: Response) -> ConsensusError:
+        body = response.body
+        if isinstance(body, dict) and isinstance(body.get("error"), dict):
+            return from_dict(body["error"])
+        text = str(body)[:200] if body else ""
+        if response.status in (400, 404, 405, 413):
+            return InvalidRequest(f"HTTP {response.status} from {response.endpoint}: {text}")
+        return Indeterminate(f"HTTP {response.status} from {response.endpoint}: {text}")
+
+    # -- node operations ---------------------------------------------------------------------
+
+    async def status(self, endpoint: str | None = None, *, timeout: float | None = None) -> dict[str, Any]:
+        """Return ``GET /v1/status`` of ``endpoint`` (or of any endpoint that answers)."""
+        if endpoint is None:
+            return (await self.request("GET", "/v1/status", leader=False, timeout=timeout)).body  # type: ignore[no-any-return]
+        url = normalize_url(endpoint)
+        try:
+            response = await self._send(url, "GET", "/v1/status", None, None, None, timeout or self.timeout)
+        except _ConnectFailed as exc:
+            raise Unavailable(f"cannot reach {url}: {exc}") from None
+        except _Lost as exc:
+            raise Unavailable(f"no answer from {url}: {exc}") from None
+        if response.status != 200:
+            raise self._error_of(response)
+        return response.body  # type: ignore[no-any-return]
+
+    async def statuses(self, *, timeout: float | None = None) -> list[tuple[str, dict[str, Any] | ConsensusError]]:
+        """Return every endpoint's status (or the error it gave), in endpoint order."""
+        urls = [e.url for e in self.pool.endpoints]
+
+        async def one(url: str) -> dict[str, Any] | ConsensusError:
+            try:
+                return await self.status(url, timeout=timeout)
+            except ConsensusError as exc:
+                return exc
+
+        return list(zip(urls, await asyncio.gather(*(one(u) for u in urls))))
+
+    async def add_member(self, address: str, http: str | None = None, *, timeout: float | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"id": address}
+        if http is not None:
+            body["http"] = http
+        return (await self.request("POST", "/v1/members", body=body, write=True, timeout=timeout)).body  # type: ignore[no-any-return]
+
+    async def remove_member(self, address: str, *, timeout: float | None = None) -> dict[str, Any]:
+        return (await self.request("DELETE", f"/v1/members/{address}", write=True, timeout=timeout)).body  # type: ignore[no-any-return]
+
+    async def transfer_leader(self, to: str | None = None, *, timeout: float | None = None) -> dict[str, Any]:
+        body = {"to": to} if to else {}
+        return (await self.request("POST", "/v1/leader/transfer", body=body, write=True, timeout=timeout)).body  # type: ignore[no-any-return]

@@ -1,0 +1,254 @@
+"""The HTTP server of one node: routes from the core and from each app, one request pipeline.
+
+Every answer carries ``X-Raft-Node``, ``X-Raft-Leader``, ``X-Raft-Term`` and
+``X-Raft-Applied-Index`` (for a read, the log index the answer reflects), plus
+``X-Raft-Leader-Url`` when the leader's HTTP address is known. Every error is
+``{"error": {"code", "message", "definite", "leader", "leader_url"}}``; nothing a client sends
+reaches a 500 (an unexpected exception is logged and answered as ``internal``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+
+from consensus.engine import Role
+from consensus.errors import (
+    ConsensusError,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    NotLeader,
+    PayloadTooLarge,
+    Unavailable,
+)
+from consensus.node import Consistency, Node
+from consensus.server.apps import AppSpec
+from consensus.server.forward import Forwarder
+from consensus.server.metrics import Metrics
+from consensus.server.routing import Call, Route, build_call
+
+log = logging.getLogger("consensus.server")
+
+# A leader election takes about a second; a request that finds no leader waits this long for one.
+_LEADER_WAIT_SECONDS = 1.0
+_ON_LEADER_ATTEMPTS = 3
+_KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+
+
+@dataclass
+class ServerConfig:
+    """How this node's HTTP server behaves. ``peer_http`` maps Raft ids to HTTP base URLs."""
+
+    http_url: str
+    peer_http: dict[str, str] = field(default_factory=dict)
+    token: str | None = None
+    max_body_bytes: int = 64 * 1024
+    default_timeout: float = 5.0
+    max_timeout: float = 60.0
+
+
+def _json_response(body: Any, status: int = 200) -> web.Response:
+    return web.Response(status=status, text=json.dumps(body, separators=(",", ":")), content_type="application/json")
+
+
+class Server:
+    """Serves one node over HTTP; build the aiohttp application with ``build()``."""
+
+    def __init__(self, node: Node, config: ServerConfig, apps: Sequence[AppSpec] = ()) -> None:
+        from consensus.server.core_routes import core_routes
+
+        self.node = node
+        self.config = config
+        self.apps = list(apps)
+        self.metrics = Metrics(node)
+        self.forwarder = Forwarder(node.id)
+        self.routes: list[Route] = core_routes()
+        for app in self.apps:
+            self.routes.extend(app.routes())
+
+    # -- addresses ---------------------------------------------------------------------------
+
+    def http_of(self, node_id: str | None) -> str | None:
+        """Return the HTTP base URL of the node with Raft id ``node_id``, if known."""
+        if node_id is None:
+            return None
+        if node_id == self.node.id:
+            return self.config.http_url
+        return self.config.peer_http.get(node_id)
+
+    # -- helpers for handlers ----------------------------------------------------------------
+
+    async def propose(self, call: Call, machine: str, command: dict[str, Any]) -> Any:
+        """Propose ``command`` on this node (the leader) with the call's key and deadline."""
+        try:
+            result = await self.node.propose(machine, command, idempotency_key=call.idempotency_key, timeout=call.remaining())
+        except ConsensusError as exc:
+            self.metrics.proposals.labels(machine, exc.code).inc()
+            raise
+        self.metrics.proposals.labels(machine, "ok").inc()
+        return result
+
+    async def read(self, call: Call, machine: str, query: dict[str, Any], consistency: Consistency) -> Any:
+        """Run a query here at ``consistency``; remember the index it reflects for the headers."""
+        result = await self.node.read_result(machine, query, consistency=consistency, timeout=call.remaining())
+        call.read_index = result.index
+        return result.value
+
+    # -- the pipeline ------------------------------------------------------------------------
+
+    def _handler(self, route: Route) -> Any:
+        async def handle(request: web.Request) -> web.StreamResponse:
+            call = await build_call(request, self, route)
+            if route.on_leader is not None and route.on_leader(call):
+                result = await self._run_on_leader(call)
+            else:
+                result = await route.handler(call)
+            if isinstance(result, web.StreamResponse):
+                response = result
+            else:
+                response = _json_response(result)
+            if call.read_index is not None:
+                response["read_index"] = call.read_index
+            return response
+
+        return handle
+
+    async def _run_on_leader(self, call: Call) -> Any:
+        route = call.route
+        leader_wait_until = time.monotonic() + min(_LEADER_WAIT_SECONDS, call.remaining() / 2)
+        attempts = 0
+        while True:
+            status = self.node.status()
+            if status.role is Role.LEADER:
+                attempts += 1
+                try:
+                    return await route.handler(call)
+                except NotLeader:
+                    if attempts >= _ON_LEADER_ATTEMPTS:
+                        raise
+                    continue  # lost leadership before it was submitted: route it again
+            if status.leader is None or status.leader == self.node.id:
+                if time.monotonic() < leader_wait_until:
+                    await asyncio.sleep(0.05)
+                    continue
+                raise Unavailable(f"{self.node.id} knows no leader at term {status.term}")
+            url = self.http_of(status.leader)
+            if call.forwarded or url is None:
+                if route.local_fallback:
+                    return await route.handler(call)
+                raise NotLeader(leader=status.leader)
+            try:
+                response = await self.forwarder.forward(call, status.leader, url, write=route.mutating)
+            except ConsensusError as exc:
+                self.metrics.forwarded.labels(exc.code).inc()
+                raise
+            self.metrics.forwarded.labels("ok").inc()
+            return response
+
+    # -- errors, headers, metrics ------------------------------------------------------------
+
+    def _error_response(self, exc: ConsensusError) -> web.Response:
+        body = exc.to_dict()
+        if body.get("leader") is None and exc.code in ("not_leader", "unavailable", "indeterminate"):
+            body["leader"] = self.node.status().leader
+        body["leader_url"] = self.http_of(body.get("leader"))
+        self.metrics.errors.labels(exc.code).inc()
+        return _json_response({"error": body}, exc.http_status)
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        started = time.perf_counter()
+        route_name = "unmatched"
+        resource = request.match_info.route.resource
+        if resource is not None:
+            route_name = resource.canonical
+        try:
+            response = await handler(request)
+        except ConsensusError as exc:
+            response = self._error_response(exc)
+        except web.HTTPException as exc:
+            response = self._error_response(_from_http_exception(exc, request))
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a bug of ours: log it, keep the node up, say nothing revealing
+            log.exception("%s failed to answer %s %s", self.node.id, request.method, request.path)
+            error = ConsensusError("internal error; see the node's log")
+            response = self._error_response(error)
+        self._add_headers(response)
+        # Label values must come from a small set, or odd requests would grow the registry forever.
+        method = request.method if request.method in _KNOWN_METHODS else "other"
+        self.metrics.requests.labels(method, route_name, str(response.status)).inc()
+        self.metrics.latency.labels(method, route_name).observe(time.perf_counter() - started)
+        return response
+
+    def _add_headers(self, response: web.StreamResponse) -> None:
+        if response.get("forwarded"):
+            return  # the leader's headers describe the answer
+        status = self.node.status()
+        index = response.get("read_index", status.last_applied)
+        headers = response.headers
+        headers["X-Raft-Node"] = self.node.id
+        headers["X-Raft-Leader"] = status.leader or ""
+        headers["X-Raft-Term"] = str(status.term)
+        headers["X-Raft-Applied-Index"] = str(index)
+        leader_url = self.http_of(status.leader)
+        if leader_url:
+            headers["X-Raft-Leader-Url"] = leader_url
+
+    def build(self) -> web.Application:
+        """Return the aiohttp application (closing it closes the forwarding session)."""
+        app = web.Application(middlewares=[self._middleware], client_max_size=self.config.max_body_bytes)
+        for route in self.routes:
+            app.router.add_route(route.method, route.path, self._handler(route))
+
+        async def close_forwarder(_: web.Application) -> None:
+            await self.forwarder.close()
+
+        app.on_cleanup.append(close_forwarder)
+        return app
+
+
+class QuietParseErrors(logging.Filter):
+    """Turn aiohttp's traceback for a request it cannot even parse into one line.
+
+    Such a request (bad chunking, a 9 KB request line, no HTTP at all) gets aiohttp's plain 400
+    before any handler runs; it is the client's mistake, not ours, so it deserves no traceback.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            exc = record.exc_info[1] if record.exc_info else None
+            if isinstance(exc, HttpProcessingError):
+                original = record.getMessage()
+                lines = str(exc.message or type(exc).__name__).strip().splitlines()
+                record.msg = "refused a malformed HTTP request (%s): %s"
+                record.args = (original.rsplit(" ", 1)[-1], lines[0] if lines else type(exc).__name__)
+                record.levelno, record.levelname = logging.INFO, "INFO"
+                record.exc_info = None
+                record.exc_text = None
+        except Exception:  # a logging filter must never break the request it logs about
+            pass
+        return True
+
+
+def _from_http_exception(exc: web.HTTPException, request: web.Request) -> ConsensusError:
+    if exc.status == 404:
+        return NotFound(f"no route {request.method} {request.path[:200]}")
+    if exc.status == 405:
+        return MethodNotAllowed(f"{request.method} is not allowed on {request.path[:200]}")
+    if exc.status == 413:
+        return PayloadTooLarge(exc.text or "the body is too large")
+    return InvalidRequest(exc.reason or f"HTTP {exc.status}")
+
+
+def create_app(node: Node, config: ServerConfig, apps: Sequence[AppSpec] = ()) -> web.Application:
+    """Return the aiohttp application that serves ``node`` with ``apps``."""
+    return Server(node, config, apps).build()

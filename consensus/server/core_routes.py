@@ -1,0 +1,154 @@
+"""The node's own routes: status, health, metrics, the API document, membership, leadership."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from consensus.errors import Unavailable
+from consensus.server.metrics import CONTENT_TYPE
+from consensus.server.openapi import build_document
+from consensus.server.routing import Call, Route
+from consensus.server.schema import Schema, obj
+
+ADDRESS_SCHEMA: Schema = {
+    "type": "string",
+    "maxLength": 300,
+    "pattern": r"([A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\]):([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])",
+    "description": "a Raft peer address, host:port",
+}
+HTTP_URL_SCHEMA: Schema = {
+    "type": "string",
+    "maxLength": 300,
+    "pattern": r"https?://([A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(:[0-9]{1,5})?/?",
+    "description": "an HTTP base URL, e.g. http://127.0.0.1:8004",
+}
+_PEER_SCHEMA = obj(
+    {
+        "id": {"type": "string"},
+        "connected": {"type": "boolean"},
+        "match_index": {"type": "integer", "nullable": True},
+        "next_index": {"type": "integer", "nullable": True},
+        "http": {"type": "string", "nullable": True},
+    }
+)
+STATUS_SCHEMA = obj(
+    {
+        "id": {"type": "string"},
+        "role": {"type": "string", "enum": ["leader", "follower", "candidate"]},
+        "term": {"type": "integer"},
+        "leader": {"type": "string", "nullable": True},
+        "leader_url": {"type": "string", "nullable": True},
+        "http": {"type": "string"},
+        "commit_index": {"type": "integer"},
+        "last_applied": {"type": "integer"},
+        "has_quorum": {"type": "boolean"},
+        "log_size": {"type": "integer"},
+        "apps": {"type": "array", "items": {"type": "string"}},
+        "peers": {"type": "array", "items": _PEER_SCHEMA},
+    }
+)
+
+
+def status_body(call: Call) -> dict[str, Any]:
+    server = call.server
+    status = server.node.status()
+    return {
+        "id": status.id,
+        "role": status.role.value,
+        "term": status.term,
+        "leader": status.leader,
+        "leader_url": server.http_of(status.leader),
+        "http": server.config.http_url,
+        "commit_index": status.commit_index,
+        "last_applied": status.last_applied,
+        "has_quorum": status.has_quorum,
+        "log_size": status.log_size,
+        "apps": [app.name for app in server.apps],
+        "peers": [
+            {
+                "id": p.id,
+                "connected": p.connected,
+                "match_index": p.match_index,
+                "next_index": p.next_index,
+                "http": server.http_of(p.id),
+            }
+            for p in status.peers
+        ],
+    }
+
+
+async def _status(call: Call) -> Any:
+    return status_body(call)
+
+
+async def _readyz(call: Call) -> Any:
+    status = call.node.status()
+    if status.leader is None:
+        raise Unavailable(f"{status.id} knows no leader at term {status.term}")
+    if status.last_applied < status.commit_index:
+        raise Unavailable(f"{status.id} has applied {status.last_applied} of {status.commit_index} committed entries")
+    return {"ready": True, "leader": status.leader, "last_applied": status.last_applied}
+
+
+async def _livez(call: Call) -> Any:
+    return {"live": True, "id": call.node.id}
+
+
+async def _metrics(call: Call) -> Any:
+    return web.Response(body=call.server.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
+
+async def _openapi(call: Call) -> Any:
+    document = build_document(call.server.routes)
+    return web.Response(text=json.dumps(document, indent=1), content_type="application/json")
+
+
+async def _add_member(call: Call) -> Any:
+    address = call.body["id"]
+    await call.node.add_member(address, timeout=call.remaining())
+    if "http" in call.body:
+        call.server.config.peer_http[address] = call.body["http"].rstrip("/")
+    return {"added": address}
+
+
+async def _remove_member(call: Call) -> Any:
+    address = call.params["id"]
+    await call.node.remove_member(address, timeout=call.remaining())
+    return {"removed": address}
+
+
+async def _transfer_leader(call: Call) -> Any:
+    leader = await call.node.transfer_leadership(call.body.get("to"), timeout=call.remaining())
+    return {"leader": leader, "leader_url": call.server.http_of(leader)}
+
+
+def _always(call: Call) -> bool:
+    return True
+
+
+def core_routes() -> list[Route]:
+    """Return the routes every node serves, whatever its apps."""
+    return [
+        Route("GET", "/v1/status", _status, "getStatus", "this node's Raft state and its view of its peers",
+              response=STATUS_SCHEMA),
+        Route("GET", "/readyz", _readyz, "getReady", "200 when this node knows a leader and has applied all it knows committed",
+              tag="health", errors=(400, 503)),
+        Route("GET", "/livez", _livez, "getLive", "200 while the process serves HTTP", tag="health"),
+        Route("GET", "/metrics", _metrics, "getMetrics", "Prometheus metrics", tag="health",
+              response={"type": "string"}, response_type="text/plain"),
+        Route("GET", "/openapi.json", _openapi, "getOpenapi", "this document", tag="health"),
+        Route("POST", "/v1/members", _add_member, "addMember", "add a member (one change at a time)",
+              tag="cluster", body=obj({"id": ADDRESS_SCHEMA, "http": HTTP_URL_SCHEMA}, required=("id",)),
+              response=obj({"added": {"type": "string"}}), mutating=True, on_leader=_always, errors=(400, 409)),
+        Route("DELETE", "/v1/members/{id}", _remove_member, "removeMember", "remove a member (one change at a time)",
+              tag="cluster", path_params={"id": ADDRESS_SCHEMA}, response=obj({"removed": {"type": "string"}}),
+              mutating=True, on_leader=_always, errors=(400, 404, 409)),
+        Route("POST", "/v1/leader/transfer", _transfer_leader, "transferLeader",
+              "hand leadership to a member (or the most caught-up follower)", tag="cluster",
+              body=obj({"to": ADDRESS_SCHEMA}), body_required=False,
+              response=obj({"leader": {"type": "string"}, "leader_url": {"type": "string", "nullable": True}}),
+              mutating=True, on_leader=_always, errors=(400, 409)),
+    ]

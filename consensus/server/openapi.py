@@ -1,0 +1,106 @@
+"""Build the OpenAPI 3 document of a server from its route declarations."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from consensus.server.routing import IDEMPOTENCY_KEY_SCHEMA, TIMEOUT_HEADER, Route
+from consensus.server.schema import Schema
+
+ERROR_SCHEMA: Schema = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message", "definite", "leader"],
+            "properties": {
+                "code": {"type": "string", "description": "invalid_request, not_found, unauthorized, method_not_allowed, "
+                         "payload_too_large, not_leader, unavailable, rejected, indeterminate or internal"},
+                "message": {"type": "string"},
+                "definite": {"type": "boolean", "description": "true: nothing changed; false: the outcome is unknown"},
+                "leader": {"type": "string", "nullable": True, "description": "Raft id of the leader, if known"},
+                "leader_url": {"type": "string", "nullable": True, "description": "HTTP base URL of the leader, if known"},
+                "detail": {"description": "app-specific detail, e.g. the current value after a failed compare-and-set"},
+            },
+        }
+    },
+}
+
+_ERROR_TEXT = {
+    400: "invalid request (nothing was submitted)",
+    401: "missing or wrong bearer token",
+    404: "no such route or thing",
+    405: "method not allowed on this route",
+    409: "rejected by the state machine (e.g. compare-and-set mismatch)",
+    413: "body over the size limit",
+    503: "no leader or quorum, or not the leader (definite: nothing was submitted)",
+    504: "submitted, outcome unknown (retry with the same Idempotency-Key)",
+}
+
+
+def _operation(route: Route) -> dict[str, Any]:
+    params: list[dict[str, Any]] = []
+    for name, schema in route.path_params.items():
+        params.append({"name": name, "in": "path", "required": True, "schema": schema})
+    for name, schema in route.query.items():
+        params.append({"name": name, "in": "query", "required": False, "schema": schema})
+    params.append(
+        {"name": TIMEOUT_HEADER, "in": "header", "required": False, "description": "seconds to wait for an outcome (default 5)",
+         "schema": {"type": "number", "exclusiveMinimum": 0, "maximum": 60}}
+    )
+    if route.mutating:
+        params.append(
+            {"name": "Idempotency-Key", "in": "header", "required": False,
+             "description": "makes the write exactly-once: a retry with the same key gets the first outcome",
+             "schema": IDEMPOTENCY_KEY_SCHEMA}
+        )
+    ok = {"description": "OK", "content": {route.response_type: {"schema": route.response}}}
+    responses: dict[str, Any] = {"200": ok}
+    statuses = set(route.errors) | {400, 413}
+    if route.mutating:
+        statuses.add(401)
+    if route.on_leader is not None:
+        statuses |= {503, 504} if route.mutating else {503}
+    for status in sorted(statuses):
+        responses[str(status)] = {
+            "description": _ERROR_TEXT.get(status, "error"),
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
+    operation: dict[str, Any] = {
+        "operationId": route.operation_id,
+        "summary": route.summary,
+        "tags": [route.tag],
+        "parameters": params,
+        "responses": responses,
+    }
+    if route.body is not None:
+        operation["requestBody"] = {
+            "required": route.body_required,
+            "content": {"application/json": {"schema": route.body}},
+        }
+    if route.mutating:
+        operation["security"] = [{"bearer": []}, {}]
+    return operation
+
+
+def build_document(routes: Sequence[Route], title: str = "raftwork node", version: str = "0.1.0") -> dict[str, Any]:
+    """Return the OpenAPI 3.0 document describing ``routes``."""
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route)
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": title,
+            "version": version,
+            "description": "HTTP API of one raftwork node. Any node accepts any request; followers forward writes "
+            "and linearizable reads to the leader. Answers carry X-Raft-Node, X-Raft-Leader, X-Raft-Term and "
+            "X-Raft-Applied-Index headers.",
+        },
+        "paths": dict(sorted(paths.items())),
+        "components": {
+            "schemas": {"Error": ERROR_SCHEMA},
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }

@@ -1,0 +1,166 @@
+"""Declare HTTP routes once, as data, and run every request through one checked pipeline.
+
+A ``Route`` says what a request must look like (path parameters, query, body: JSON Schema),
+whether it changes state (guarded by the bearer token) and whether it must run on the leader.
+The router and ``/openapi.json`` are both built from the same list, and the pipeline enforces
+exactly what the document promises: anything else is a 4xx JSON error, never a 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping
+
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+
+from consensus.errors import InvalidRequest, PayloadTooLarge, Unauthorized
+from consensus.server.schema import Schema, parse_json, validate
+
+if TYPE_CHECKING:
+    from consensus.node import Node
+    from consensus.server.app import Server
+
+Handler = Callable[["Call"], Awaitable[Any]]
+
+IDEMPOTENCY_KEY_SCHEMA: Schema = {"type": "string", "minLength": 1, "maxLength": 256, "pattern": r"[\x21-\x7e]+"}
+TIMEOUT_HEADER = "X-Request-Timeout"
+FORWARDED_HEADER = "X-Raft-Forwarded-By"
+
+
+@dataclass(frozen=True)
+class Route:
+    """One HTTP operation: its contract (for validation and OpenAPI) and its handler."""
+
+    method: str
+    path: str
+    handler: Handler
+    operation_id: str
+    summary: str
+    tag: str = "node"
+    path_params: Mapping[str, Schema] = field(default_factory=dict)
+    query: Mapping[str, Schema] = field(default_factory=dict)
+    body: Schema | None = None
+    body_required: bool = True
+    response: Schema = field(default_factory=lambda: {"type": "object"})
+    response_type: str = "application/json"
+    mutating: bool = False  # needs the bearer token (when one is set); accepts Idempotency-Key
+    # Whether this request must run on the leader (followers forward it); None: run here.
+    on_leader: Callable[["Call"], bool] | None = None
+    # When the leader's HTTP address is unknown, a read may still run here (through the log).
+    local_fallback: bool = False
+    errors: tuple[int, ...] = (400,)
+
+
+@dataclass
+class Call:
+    """A validated request on its way to a handler."""
+
+    request: web.Request
+    server: "Server"
+    route: Route
+    params: dict[str, str]
+    query: dict[str, Any]
+    body: Any
+    raw_body: bytes
+    idempotency_key: str | None
+    deadline: float  # time.monotonic() by which the answer is due
+    read_index: int | None = None  # set by reads: the log index the answer reflects
+
+    @property
+    def node(self) -> "Node":
+        return self.server.node
+
+    @property
+    def forwarded(self) -> bool:
+        return FORWARDED_HEADER in self.request.headers
+
+    def remaining(self) -> float:
+        return max(0.0, self.deadline - time.monotonic())
+
+
+def _check_token(request: web.Request, token: str | None) -> None:
+    if token is None:
+        return
+    given = request.headers.get("Authorization", "")
+    scheme, _, value = given.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token.encode()):
+        raise Unauthorized("this route needs the header 'Authorization: Bearer <token>'")
+
+
+def _parse_query(request: web.Request, route: Route) -> dict[str, Any]:
+    query: dict[str, Any] = {}
+    for name in request.query:
+        if name not in route.query:
+            raise InvalidRequest(f"unknown query parameter {name[:64]!r}")
+        values = request.query.getall(name)
+        if len(values) > 1:
+            raise InvalidRequest(f"query parameter {name!r} is given more than once")
+        value: Any = values[0]
+        schema = route.query[name]
+        if schema.get("type") == "integer":
+            try:
+                value = int(value)
+            except ValueError:
+                raise InvalidRequest(f"query parameter {name!r} must be an integer") from None
+        validate(value, schema, f"query parameter {name!r}")
+        query[name] = value
+    return query
+
+
+def _parse_timeout(request: web.Request, default: float, maximum: float) -> float:
+    raw = request.headers.get(TIMEOUT_HEADER)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InvalidRequest(f"{TIMEOUT_HEADER} must be a number of seconds") from None
+    if not 0 < value <= maximum:  # also rejects NaN
+        raise InvalidRequest(f"{TIMEOUT_HEADER} must be more than 0 and at most {maximum:g} seconds")
+    return value
+
+
+async def _read_body(request: web.Request, route: Route, limit: int) -> tuple[Any, bytes]:
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"the body is {request.content_length} bytes, over the limit of {limit}")
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise PayloadTooLarge(f"the body is over the limit of {limit} bytes") from None
+    except (OSError, asyncio.IncompleteReadError, HttpProcessingError) as exc:
+        raise InvalidRequest(f"could not read the body: {type(exc).__name__}") from None
+    if route.body is None:
+        if raw.strip():
+            raise InvalidRequest(f"{route.method} {route.path} takes no body")
+        return None, b""
+    if not raw.strip():
+        if route.body_required:
+            raise InvalidRequest("this route needs a JSON body")
+        return {}, b""
+    body = parse_json(raw)
+    validate(body, route.body, "body")
+    return body, raw
+
+
+async def build_call(request: web.Request, server: "Server", route: Route) -> Call:
+    """Check everything about ``request`` that ``route`` declares; raise a 4xx error if wrong."""
+    config = server.config
+    if route.mutating:
+        _check_token(request, config.token)
+    params = {}
+    for name, schema in route.path_params.items():
+        value = request.match_info.get(name, "")
+        validate(value, schema, f"path parameter {name!r}")
+        params[name] = value
+    query = _parse_query(request, route)
+    timeout = _parse_timeout(request, config.default_timeout, config.max_timeout)
+    key = None
+    if route.mutating and "Idempotency-Key" in request.headers:
+        key = request.headers["Idempotency-Key"]
+        validate(key, IDEMPOTENCY_KEY_SCHEMA, "the Idempotency-Key header")
+    body, raw = await _read_body(request, route, config.max_body_bytes)
+    return Call(request, server, route, params, query, body, raw, key, time.monotonic() + timeout)
