@@ -223,9 +223,11 @@ def _concurrency(text: str) -> list[int]:
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=float, default=3.0, help="seconds per measurement (default 3)")
-    parser.add_argument("--concurrency", type=_concurrency, default=[1, 16, 64], help="comma-separated, default 1,16,64")
+    parser.add_argument("--concurrency", type=_concurrency, default=None, help="comma-separated (default 1,16,64; with --http 1,8,32)")
     parser.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma-separated subset of {','.join(SYSTEMS)}")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--http", action="store_true", help="measure HTTP counter increments and failover on a local cluster instead")
+    parser.add_argument("--failovers", type=int, default=5, help="with --http: leader kills to time (default 5; 0 skips)")
 
 
 def command(args: argparse.Namespace) -> int:
@@ -237,7 +239,16 @@ def command(args: argparse.Namespace) -> int:
     if args.duration <= 0:
         print("consensus bench: --duration must be positive", file=sys.stderr)
         return 2
-    results = run(args.duration, args.concurrency, systems)
+    if args.http:
+        from consensus import bench_http
+
+        if args.failovers < 0:
+            print("consensus bench: --failovers must not be negative", file=sys.stderr)
+            return 2
+        report = asyncio.run(bench_http.run_bench(3, args.concurrency or [1, 8, 32], args.duration, args.failovers))
+        print(json.dumps(report.to_dict(), indent=2) if args.json else bench_http.format_report(report))
+        return 0
+    results = run(args.duration, args.concurrency or [1, 16, 64], systems)
     print(json.dumps(results, indent=2) if args.json else format_table(results))
     return 0
 

@@ -18,6 +18,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "consensus.server.serve",
     "consensus.server.local_cluster",
     "consensus.client.commands",
+    "consensus.bench",
 )
 
 
