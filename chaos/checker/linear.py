@@ -1,0 +1,288 @@
+"""Linearizability checking: Wing-Gong search with Lowe's cache, as Porcupine does it.
+
+The history of each partition becomes a doubly linked list of call and return entries in
+real-time order. The search walks the list from its head: a call entry whose operation can
+be applied to the current state (and whose (linearized set, state) pair is new to the cache)
+is linearized: both its entries are lifted out of the list and the walk restarts. Reaching a
+return entry means the operation it closes cannot be linearized next, so the search
+backtracks. The history is linearizable once every completed operation is linearized; crashed
+operations have no return entry, so they may take effect at any point after their call, or
+never.
+
+Linearized sets are Python int bitmasks; the search is an iterative loop with an explicit
+stack, written as a generator that yields every few thousand steps so partitions can be
+checked round-robin under one deadline (a slow key cannot hide an illegal one).
+
+Two reductions keep verdicts but shrink the search: crashed operations that the model says
+cannot matter are removed first (:attr:`Model.prunable`), and crashed operations with the same
+input are interchangeable, so they are only linearized in call order.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Generator, Iterable, Sequence
+
+from ..history.ops import Call, Op, pair
+from .models import ILLEGAL, UNKNOWN, Model, _freeze
+
+__all__ = ["LinearizabilityResult", "PartitionResult", "check_linearizable", "check_calls", "VALID", "INVALID",
+           "UNKNOWN_VERDICT"]
+
+VALID, INVALID, UNKNOWN_VERDICT = True, False, "unknown"
+_YIELD_EVERY = 2048  # cache insertions between yields to the scheduler
+
+
+@dataclass(frozen=True)
+class PartitionResult:
+    """The verdict for one partition (key) of a history.
+
+    ``linearization`` is the longest linearizable prefix found, as call ids in the order they
+    take effect (the whole linearization when valid), ``states`` the model state after each.
+    ``failing`` is, when invalid, the completed call that could not be linearized after that
+    prefix (the one whose return came first).
+    """
+
+    key: Any
+    valid: Any
+    calls: tuple[Call, ...]
+    pruned: tuple[Call, ...]
+    linearization: tuple[int, ...]
+    states: tuple[Any, ...]
+    failing: Call | None
+    explored: int
+
+
+@dataclass(frozen=True)
+class LinearizabilityResult:
+    """The verdict for a history: ``valid`` is True, False, or "unknown" (timed out)."""
+
+    valid: Any
+    model: str
+    partitions: tuple[PartitionResult, ...]
+    ops: int
+    elapsed: float
+    failing: Call | None = None
+    failing_key: Any = None
+    init: Any = field(default=None, compare=False)
+
+    @property
+    def explored(self) -> int:
+        """Return how many (linearized set, state) pairs the search cached."""
+        return sum(p.explored for p in self.partitions)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready summary."""
+        out: dict[str, Any] = {"valid": self.valid, "model": self.model, "ops": self.ops,
+                               "elapsed_ms": round(self.elapsed * 1000, 3), "partitions": len(self.partitions)}
+        if self.failing is not None:
+            out["failing_op"] = self.failing.invoke.to_dict()
+            if self.failing.completion is not None:
+                out["failing_completion"] = self.failing.completion.to_dict()
+            out["failing_key"] = self.failing_key
+            out["failing_line"] = self.failing.invoke.line
+        return out
+
+
+class _Plan:
+    """A partition's calls laid out for the search."""
+
+    def __init__(self, key: Any, calls: list[Call], pruned: list[Call], model: Model) -> None:
+        self.key = key
+        self.calls = calls
+        self.pruned = pruned
+        self.model = model
+        self.init = model.init(key)
+        events = []
+        for i, c in enumerate(calls):
+            events.append((c.call, 0, i))
+            if c.ret is not None:
+                events.append((c.ret, 1, i))
+        events.sort()
+        self.entry_op = [i if kind == 0 else -1 for _, kind, i in events]
+        self.ret_entry = [-1] * len(calls)
+        for e, (_, kind, i) in enumerate(events):
+            if kind == 1:
+                self.ret_entry[i] = e
+        self.fns = [model.compiled((c.f, c.input), UNKNOWN if c.crashed else c.output) for c in calls]
+        self.needs = self._symmetry(calls)
+        self.completed = sum(1 for c in calls if not c.crashed)
+
+    @staticmethod
+    def _symmetry(calls: list[Call]) -> list[int]:
+        """Return, per call, the bit of the previous interchangeable crashed call (or 0)."""
+        last: dict[Any, int] = {}
+        needs = [0] * len(calls)
+        for i, c in enumerate(calls):  # calls are in call order
+            if not c.crashed:
+                continue
+            try:
+                cls = (c.f, _freeze(c.input))
+                hash(cls)
+            except TypeError:
+                continue
+            if cls in last:
+                needs[i] = 1 << last[cls]
+            last[cls] = i
+        return needs
+
+
+def _search(plan: _Plan, out: dict[str, Any]) -> Generator[None, None, Any]:
+    """Search one partition; yields now and then; returns True or False, filling ``out``."""
+    entry_op, ret_entry, fns, needs = plan.entry_op, plan.ret_entry, plan.fns, plan.needs
+    n_entries = len(entry_op)
+    head = n_entries
+    nxt = list(range(1, n_entries + 2))
+    nxt[n_entries - 1 if n_entries else head] = -1
+    nxt[head] = 0 if n_entries else -1
+    prv = [i - 1 for i in range(n_entries + 1)]
+    if n_entries:
+        prv[0] = head
+    cache: set[tuple[int, Any]] = set()
+    add = cache.add
+    stack: list[tuple[int, Any]] = []
+    push, pop = stack.append, stack.pop
+    state = plan.init
+    lin = 0
+    remaining = plan.completed
+    best: list[int] = []
+    best_depth = 0
+    budget = _YIELD_EVERY
+    e = nxt[head]
+    out["cache"] = cache
+    while remaining:
+        i = entry_op[e]
+        if i >= 0:
+            need = needs[i]
+            if need and not lin & need:
+                e = nxt[e]
+                continue
+            new = fns[i](state)
+            if new is not ILLEGAL:
+                bits = lin | (1 << i)
+                key = (bits, new)
+                if key not in cache:
+                    add(key)
+                    push((e, state))
+                    state, lin = new, bits
+                    p, q = prv[e], nxt[e]
+                    nxt[p] = q
+                    if q >= 0:
+                        prv[q] = p
+                    r = ret_entry[i]
+                    if r >= 0:
+                        remaining -= 1
+                        p, q = prv[r], nxt[r]
+                        nxt[p] = q
+                        if q >= 0:
+                            prv[q] = p
+                    if len(stack) > best_depth:
+                        best_depth = len(stack)
+                        best = [entry_op[x[0]] for x in stack]
+                    budget -= 1
+                    if not budget:
+                        budget = _YIELD_EVERY
+                        yield None
+                    e = nxt[head]
+                    continue
+            e = nxt[e]
+        else:
+            if not stack:
+                out["best"] = best
+                return False
+            e, state = pop()
+            i = entry_op[e]
+            lin ^= 1 << i
+            r = ret_entry[i]
+            if r >= 0:
+                remaining += 1
+                q = nxt[r]
+                nxt[prv[r]] = r
+                if q >= 0:
+                    prv[q] = r
+            q = nxt[e]
+            nxt[prv[e]] = e
+            if q >= 0:
+                prv[q] = e
+            e = q
+    out["best"] = [entry_op[x[0]] for x in stack]
+    return True
+
+
+def _replay(plan: _Plan, order: list[int]) -> tuple[Any, ...]:
+    states, state = [], plan.init
+    for i in order:
+        state = plan.fns[i](state)
+        states.append(state)
+    return tuple(states)
+
+
+def _failing(plan: _Plan, order: list[int]) -> Call | None:
+    done = set(order)
+    candidates = [c for i, c in enumerate(plan.calls) if i not in done and not c.crashed]
+    return min(candidates, key=lambda c: c.ret or 0) if candidates else None
+
+
+def _partition_result(plan: _Plan, verdict: Any, out: dict[str, Any]) -> PartitionResult:
+    order = out.get("best", [])
+    return PartitionResult(key=plan.key, valid=verdict, calls=tuple(plan.calls), pruned=tuple(plan.pruned),
+                           linearization=tuple(plan.calls[i].id for i in order), states=_replay(plan, order),
+                           failing=_failing(plan, order) if verdict is False else None,
+                           explored=len(out.get("cache", ())))
+
+
+def _plans(calls: Sequence[Call], model: Model) -> list[_Plan]:
+    plans = []
+    for key, group in model.partition(calls).items():
+        drop = model.prunable(group) if model.prunable is not None else set()
+        kept = [c for c in group if c.id not in drop]
+        plans.append(_Plan(key, kept, [c for c in group if c.id in drop], model))
+    plans.sort(key=lambda p: len(p.calls))
+    return plans
+
+
+def check_calls(calls: Sequence[Call], model: Model, *, timeout: float | None = None) -> LinearizabilityResult:
+    """Check paired calls (see :func:`chaos.history.pair`) against ``model``.
+
+    Partitions are searched round-robin; the first illegal one ends the check. With a
+    ``timeout`` (seconds) a search still running when it expires makes the verdict "unknown"
+    (unless another partition is already known illegal).
+    """
+    started = time.perf_counter()
+    deadline = None if timeout is None else started + timeout
+    plans = _plans(calls, model)
+    running = []
+    results: dict[int, PartitionResult] = {}
+    for n, plan in enumerate(plans):
+        out: dict[str, Any] = {}
+        running.append((n, plan, _search(plan, out), out))
+    failing = failing_key = None
+    verdict: Any = True
+    while running and verdict is True:
+        still = []
+        for item in running:
+            n, plan, gen, out = item
+            try:
+                next(gen)
+            except StopIteration as stop:
+                results[n] = _partition_result(plan, stop.value, out)
+                if stop.value is False:
+                    verdict, failing, failing_key = False, results[n].failing, plan.key
+                    break
+                continue
+            still.append(item)
+        running = [item for item in running if item[0] not in results]
+        if verdict is True and running and deadline is not None and time.perf_counter() > deadline:
+            verdict = UNKNOWN_VERDICT
+    for n, plan, gen, out in running:
+        gen.close()
+        results[n] = _partition_result(plan, UNKNOWN_VERDICT, out)
+    return LinearizabilityResult(valid=verdict, model=model.name, partitions=tuple(results[n] for n in sorted(results)),
+                                 ops=len(calls), elapsed=time.perf_counter() - started, failing=failing,
+                                 failing_key=failing_key, init=model.init_value)
+
+
+def check_linearizable(history: Iterable[Op], model: Model, *, timeout: float | None = None) -> LinearizabilityResult:
+    """Check a history (a list of :class:`Op` in real-time order) against ``model``."""
+    return check_calls(pair(history), model, timeout=timeout)
