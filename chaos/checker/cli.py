@@ -79,7 +79,7 @@ def _check_file(path: str, args: argparse.Namespace, init: Any) -> Linearizabili
         calls = pair(loaded.ops, file=path)
         return check_calls(calls, model, timeout=args.timeout)
     except ModelError as exc:
-        raise HistoryError(str(exc), file=path) from None
+        raise HistoryError(exc.reason, file=path, line=exc.line) from None
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generator, Iterable, Sequence
 
 from ..history.ops import Call, Op, pair
-from .models import ILLEGAL, UNKNOWN, Model, _freeze
+from .models import ILLEGAL, UNKNOWN, Model, ModelError, _freeze
 
 __all__ = ["LinearizabilityResult", "PartitionResult", "check_linearizable", "check_calls", "VALID", "INVALID",
            "UNKNOWN_VERDICT"]
@@ -105,9 +105,16 @@ class _Plan:
         for e, (_, kind, i) in enumerate(events):
             if kind == 1:
                 self.ret_entry[i] = e
-        self.fns = [model.compiled((c.f, c.input), UNKNOWN if c.crashed else c.output) for c in calls]
+        self.fns = [self._compile(model, c) for c in calls]
         self.needs = self._symmetry(calls)
         self.completed = sum(1 for c in calls if not c.crashed)
+
+    @staticmethod
+    def _compile(model: Model, c: Call) -> Any:
+        try:
+            return model.compiled((c.f, c.input), UNKNOWN if c.crashed else c.output)
+        except ModelError as exc:
+            raise ModelError(exc.reason, line=c.invoke.line) from None
 
     @staticmethod
     def _symmetry(calls: list[Call]) -> list[int]:

@@ -42,6 +42,11 @@ ILLEGAL: Any = _Sentinel("ILLEGAL")  # returned by compiled steps when the op ca
 class ModelError(ValueError):
     """Raised for an unknown model name, a bad initial value, or an op a model cannot read."""
 
+    def __init__(self, message: str, *, line: int | None = None) -> None:
+        super().__init__(message)
+        self.reason = message
+        self.line = line
+
 
 State = Any
 Step = Callable[[State, tuple[str, Any], Any], tuple[bool, State]]
@@ -180,7 +185,7 @@ def _make_register(name: str, allow_cas: bool, init: Any) -> Model:
 def _kv_key(c: Call) -> Any:
     value = c.input
     if not isinstance(value, (list, tuple)) or len(value) != 2:
-        raise ModelError(f"kv op {c.f}({value!r}) is not [key, value] (line {c.invoke.line})")
+        raise ModelError(f"kv op {c.f}({value!r}) is not [key, value]", line=c.invoke.line)
     return _freeze(value[0])
 
 

@@ -105,8 +105,12 @@ def _edn_op(form: Any, index: int, line: int) -> Op:
     return Op.from_dict(data, index=index, line=line)
 
 
-def read_knossos_edn(text: str) -> list[Op]:
-    """Return the ops of a Jepsen/Knossos EDN history, in file order."""
+def read_knossos_edn(text: str, *, nil_reads_unknown: bool = True) -> list[Op]:
+    """Return the ops of a Jepsen/Knossos EDN history, in file order.
+
+    With ``nil_reads_unknown`` (Knossos's meaning) a completed read of nil becomes a read with
+    an unknown result; pass False to read back our own :func:`to_edn` export unchanged.
+    """
     try:
         forms = list(edn.iter_forms(text))
     except edn.EdnError as exc:
@@ -117,7 +121,7 @@ def read_knossos_edn(text: str) -> list[Op]:
     else:
         items = forms
     ops = [_edn_op(form, i, line) for i, (form, line) in enumerate(items)]
-    return [_knossos_read(op) for op in ops]
+    return [_knossos_read(op) for op in ops] if nil_reads_unknown else ops
 
 
 def _knossos_read(op: Op) -> Op:
@@ -135,7 +139,11 @@ def _replace(op: Op, **changes: Any) -> Op:
 
 
 def to_edn(ops: Iterable[Op]) -> str:
-    """Return ops as a Jepsen EDN vector, one op map a line."""
+    """Return ops as a Jepsen EDN vector, one op map a line.
+
+    Knossos reads a completed read of nil as "any value", so an absent-key read exported here
+    loses its meaning there; :func:`read_knossos_edn` with ``nil_reads_unknown=False`` keeps it.
+    """
     lines = []
     for op in ops:
         data = op.to_dict()
