@@ -105,29 +105,46 @@ class _Plan:
         for e, (_, kind, i) in enumerate(events):
             if kind == 1:
                 self.ret_entry[i] = e
-        self.fns = [self._compile(model, c) for c in calls]
-        self.needs = self._symmetry(calls)
-        self.completed = sum(1 for c in calls if not c.crashed)
+        self.keys: list[Any] = []
+        self.fns = self._compile_all(model, calls, self.keys)
+        self.needs = self._symmetry(calls, self.keys)
+        self.completed = sum(1 for c in calls if c.ret is not None)
 
     @staticmethod
-    def _compile(model: Model, c: Call) -> Any:
-        try:
-            return model.compiled((c.f, c.input), UNKNOWN if c.crashed else c.output)
-        except ModelError as exc:
-            raise ModelError(exc.reason, line=c.invoke.line) from None
+    def _compile_all(model: Model, calls: list[Call], keys: list[Any]) -> list[Any]:
+        """Return each call's compiled step, sharing one function between identical calls.
+
+        Fills ``keys`` with each call's hashable ``(f, input)`` (None when unhashable).
+        """
+        fns, seen = [], {}
+        compiled = model.compiled
+        for c in calls:
+            out = UNKNOWN if c.ret is None else c.output
+            try:
+                inp = (c.f, _freeze(c.input))
+                key = (inp, out if out is UNKNOWN else _freeze(out))
+                fn = seen.get(key)
+            except TypeError:  # unhashable values: compile each
+                inp, key, fn = None, None, None
+            keys.append(inp)
+            if fn is None:
+                try:
+                    fn = compiled((c.f, c.input), out)
+                except ModelError as exc:
+                    raise ModelError(exc.reason, line=c.invoke.line) from None
+                if key is not None:
+                    seen[key] = fn
+            fns.append(fn)
+        return fns
 
     @staticmethod
-    def _symmetry(calls: list[Call]) -> list[int]:
+    def _symmetry(calls: list[Call], keys: list[Any]) -> list[int]:
         """Return, per call, the bit of the previous interchangeable crashed call (or 0)."""
         last: dict[Any, int] = {}
         needs = [0] * len(calls)
         for i, c in enumerate(calls):  # calls are in call order
-            if not c.crashed:
-                continue
-            try:
-                cls = (c.f, _freeze(c.input))
-                hash(cls)
-            except TypeError:
+            cls = keys[i]
+            if c.ret is not None or cls is None:
                 continue
             if cls in last:
                 needs[i] = 1 << last[cls]
@@ -168,9 +185,9 @@ def _search(plan: _Plan, out: dict[str, Any]) -> Generator[None, None, Any]:
             new = fns[i](state)
             if new is not ILLEGAL:
                 bits = lin | (1 << i)
-                key = (bits, new)
-                if key not in cache:
-                    add(key)
+                seen = len(cache)
+                add((bits, new))  # one hash: the pair is new iff the cache grew
+                if len(cache) != seen:
                     push((e, state))
                     state, lin = new, bits
                     p, q = prv[e], nxt[e]
@@ -184,9 +201,6 @@ def _search(plan: _Plan, out: dict[str, Any]) -> Generator[None, None, Any]:
                         nxt[p] = q
                         if q >= 0:
                             prv[q] = p
-                    if len(stack) > best_depth:
-                        best_depth = len(stack)
-                        best = [entry_op[x[0]] for x in stack]
                     budget -= 1
                     if not budget:
                         budget = _YIELD_EVERY
@@ -195,6 +209,9 @@ def _search(plan: _Plan, out: dict[str, Any]) -> Generator[None, None, Any]:
                     continue
             e = nxt[e]
         else:
+            if len(stack) > best_depth:  # a local maximum: remember the longest prefix
+                best_depth = len(stack)
+                best = [entry_op[x[0]] for x in stack]
             if not stack:
                 out["best"] = best
                 return False

@@ -90,9 +90,15 @@ class Model:
         return apply
 
 
+_ATOMS = frozenset({int, str, type(None), bool, float})
+
+
 def _freeze(value: Any) -> Any:
+    """Return ``value`` as a hashable, immutable equivalent (lists become tuples)."""
+    if type(value) in _ATOMS:
+        return value
     if isinstance(value, list):
-        return tuple(_freeze(x) for x in value)
+        return tuple([x if type(x) in _ATOMS else _freeze(x) for x in value])
     if isinstance(value, dict):
         return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
     if isinstance(value, set):
@@ -153,14 +159,14 @@ def _register_prunable(calls: Sequence[Call], value_of: Callable[[Any], Any] = l
     failed_cas = False
     for c in calls:
         value = value_of(c.input)
-        if c.f == "read" and not c.crashed:
+        if c.f == "read" and c.ret is not None:
             observed.add(_freeze(value_of(c.output)))
         elif c.f == "cas" and isinstance(value, (list, tuple)) and len(value) == 2:
             observed.add(_freeze(value[0]))
             failed_cas = failed_cas or c.output is False
     drop = set()
     for c in calls:
-        if not c.crashed:
+        if c.ret is not None:
             continue
         value = value_of(c.input)
         if c.f == "read":
