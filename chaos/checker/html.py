@@ -58,17 +58,19 @@ def _timeline(part: PartitionResult, width_px: int = 1400) -> str:
         return "<p class=note>no operations</p>"
     order = {cid: n for n, cid in enumerate(part.linearization)}
     states = dict(zip(part.linearization, part.states))
-    lo = min(c.call for c in calls)
-    hi = max(max(c.call, c.ret or c.call) for c in calls) + 1
+    # Positions ranked within this partition, so a key's ops spread over the full width.
+    rank = {pos: n for n, pos in enumerate(sorted({c.call for c in calls} | {c.ret for c in calls if c.ret is not None}))}
+    lo, hi = 0, len(rank)
     scale = (width_px - 80) / max(1, hi - lo)
     processes = sorted({c.process for c in calls}, key=str)
     rows = []
     for proc in processes:
         bars = []
         for c in (c for c in calls if c.process == proc):
-            end = hi if c.ret is None else c.ret
-            left = 75 + (c.call - lo) * scale
-            width = max(3.0, (end - c.call) * scale)
+            start = rank[c.call]
+            end = hi if c.ret is None else rank[c.ret] + 0.9
+            left = 75 + (start - lo) * scale
+            width = max(3.0, (end - start) * scale)
             if part.failing is not None and c.id == part.failing.id:
                 cls, label = "fail", "✗"
             elif c.id in order:

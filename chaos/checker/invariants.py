@@ -11,7 +11,7 @@ from bisect import bisect_left
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Sequence
 
-from ..history.ops import FAIL, INFO, INVOKE, OK, Call, Op, is_client_op, pair
+from ..history.ops import FAIL, INFO, INVOKE, OK, Call, Op, as_ops, is_client_op, pair
 
 __all__ = ["CounterResult", "LockResult", "SetResult", "Stats", "check_counter", "check_lock", "check_set",
            "stats", "latency_series", "rate_series", "quantiles"]
@@ -43,7 +43,7 @@ class CounterResult:
         return _jsonable(asdict(self))
 
 
-def check_counter(history: Sequence[Op], *, init: int = 0) -> CounterResult:
+def check_counter(history: Sequence[Any], *, init: int = 0) -> CounterResult:
     """Check that every ok read lies between the acknowledged and the attempted sum of adds.
 
     The lower bound counts adds acknowledged (``ok``) before the read was invoked; the upper
@@ -115,7 +115,7 @@ def _token(value: Any) -> Any:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def check_lock(history: Sequence[Op], *, end: int | None = None) -> LockResult:
+def check_lock(history: Sequence[Any], *, end: int | None = None) -> LockResult:
     """Check mutual exclusion and fencing tokens.
 
     A process certainly holds the lock from its acquire's ``ok`` until it invokes ``release``
@@ -201,7 +201,7 @@ def _key(x: Any) -> Any:
     return tuple(x) if isinstance(x, list) else x
 
 
-def check_set(history: Sequence[Op]) -> SetResult:
+def check_set(history: Sequence[Any]) -> SetResult:
     """Check a set history of ``add x`` and ``read -> [elements]`` operations."""
     calls = pair(history)
     adds = [c for c in calls if c.f == "add"]
@@ -255,11 +255,11 @@ class Stats:
         return _jsonable(asdict(self))
 
 
-def stats(history: Iterable[Op]) -> Stats:
+def stats(history: Iterable[Any]) -> Stats:
     """Count completions per ``f`` (never-completed invokes count as ``info``)."""
     by_f: dict[str, dict[str, int]] = {}
     pending: dict[Any, Op] = {}
-    for op in history:
+    for op in as_ops(history):
         if not is_client_op(op):
             continue
         if op.type == INVOKE:
@@ -274,14 +274,14 @@ def stats(history: Iterable[Op]) -> Stats:
     return Stats(valid=all(c[OK] > 0 for c in by_f.values()), by_f=by_f, total=total)
 
 
-def latency_series(history: Iterable[Op]) -> list[dict[str, Any]]:
+def latency_series(history: Iterable[Any]) -> list[dict[str, Any]]:
     """Return one point per completed op: invoke ``time`` (ns), ``latency`` (ns), ``f``, ``type``.
 
     Ops without times are skipped; crashed ops have no latency and are not included.
     """
     pending: dict[Any, Op] = {}
     points = []
-    for op in history:
+    for op in as_ops(history):
         if not is_client_op(op):
             continue
         if op.type == INVOKE:
@@ -294,10 +294,10 @@ def latency_series(history: Iterable[Op]) -> list[dict[str, Any]]:
     return points
 
 
-def rate_series(history: Iterable[Op], *, bucket_ns: int = 1_000_000_000) -> list[dict[str, Any]]:
+def rate_series(history: Iterable[Any], *, bucket_ns: int = 1_000_000_000) -> list[dict[str, Any]]:
     """Return completions per second in ``bucket_ns`` buckets, per ``f`` and ``type``."""
     counts: dict[tuple[int, str, str], int] = {}
-    for op in history:
+    for op in as_ops(history):
         if not is_client_op(op) or op.type == INVOKE or op.time is None:
             continue
         key = (op.time // bucket_ns, op.f, op.type)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Generator, Iterable, Sequence
+from typing import Any, Generator, Iterable, Mapping, Sequence
 
 from ..history.ops import Call, Op, pair
 from .models import ILLEGAL, UNKNOWN, Model, ModelError, _freeze
@@ -307,6 +307,12 @@ def check_calls(calls: Sequence[Call], model: Model, *, timeout: float | None = 
                                  failing_key=failing_key, init=model.init_value)
 
 
-def check_linearizable(history: Iterable[Op], model: Model, *, timeout: float | None = None) -> LinearizabilityResult:
-    """Check a history (a list of :class:`Op` in real-time order) against ``model``."""
+def check_linearizable(history: Iterable[Op | Mapping[str, Any]], model: Model, *,
+                       timeout: float | None = None) -> LinearizabilityResult:
+    """Check a history (:class:`Op` objects or Jepsen-shaped dicts, in real-time order) against ``model``.
+
+    ``valid`` is True, False, or "unknown" when ``timeout`` (seconds) expired first.
+    Raises :class:`~chaos.history.HistoryError` for unpaired ops and
+    :class:`~chaos.checker.ModelError` for ops the model cannot read.
+    """
     return check_calls(pair(history), model, timeout=timeout)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-__all__ = ["INVOKE", "OK", "FAIL", "INFO", "TYPES", "Op", "Call", "HistoryError", "pair", "is_client_op"]
+__all__ = ["INVOKE", "OK", "FAIL", "INFO", "TYPES", "Op", "Call", "HistoryError", "pair", "is_client_op", "as_ops"]
 
 INVOKE, OK, FAIL, INFO = "invoke", "ok", "fail", "info"
 TYPES = (INVOKE, OK, FAIL, INFO)
@@ -87,6 +87,11 @@ class Op:
                    node=data.get("node"), extra=extra, line=line)
 
 
+def as_ops(history: Iterable[Op | Mapping[str, Any]]) -> list[Op]:
+    """Return the history as :class:`Op` objects; dicts (as a harness records them) are converted."""
+    return [item if isinstance(item, Op) else Op.from_dict(item, index=i) for i, item in enumerate(history)]
+
+
 def is_client_op(op: Op) -> bool:
     """Return whether ``op`` comes from a client process (an int), not the nemesis."""
     return isinstance(op.process, int) and not isinstance(op.process, bool)
@@ -117,7 +122,7 @@ class Call:
         return self.ret is None
 
 
-def pair(ops: Iterable[Op], *, file: str | None = None) -> list[Call]:
+def pair(ops: Iterable[Op | Mapping[str, Any]], *, file: str | None = None) -> list[Call]:
     """Return the completed (``ok``) and crashed calls of a history, in invoke order.
 
     ``fail`` calls are dropped: they did not happen. Raises :class:`HistoryError` for a
@@ -126,7 +131,7 @@ def pair(ops: Iterable[Op], *, file: str | None = None) -> list[Call]:
     pending: dict[Any, tuple[int, Op]] = {}
     done: list[tuple[int, Op, Op | None, int | None]] = []
     position = 0
-    for op in ops:
+    for op in as_ops(ops):
         if not is_client_op(op):
             continue
         position += 1
