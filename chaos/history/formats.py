@@ -198,11 +198,22 @@ def read_porcupine_etcd(text: str) -> list[Op]:
 # ---------------------------------------------------------------- Porcupine kv
 
 
+# The shape every line of Porcupine's kv files has; other lines take the general EDN path.
+_KV_LINE = re.compile(r'\{:process (\d+), :type :(invoke|ok|fail|info), :f :(\w+), :key "([^"\\]*)", '
+                      r':value (nil|"[^"\\]*")\}\s*$')
+
+
 def read_porcupine_kv(text: str) -> list[Op]:
     """Return the ops of a Porcupine kv history; each value becomes ``[key, value]``."""
     ops: list[Op] = []
     for lineno, raw in enumerate(text.splitlines(), 1):
         if not raw.strip():
+            continue
+        fast = _KV_LINE.match(raw)
+        if fast is not None:
+            process, kind, f, key, value = fast.groups()
+            ops.append(Op(index=len(ops), type=kind, process=int(process), f=f,
+                          value=[key, None if value == "nil" else value[1:-1]], line=lineno))
             continue
         try:
             form = edn.loads(raw)

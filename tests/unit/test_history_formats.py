@@ -134,3 +134,12 @@ def test_bad_input_errors_name_file_and_line(tmp_path) -> None:
     with pytest.raises(HistoryError) as info:
         load(log)
     assert info.value.line == 2 and info.value.file == str(log)
+
+
+def test_porcupine_kv_fast_and_general_paths_agree() -> None:
+    fast = '{:process 3, :type :ok, :f :get, :key "k", :value "x 1 y"}\n'
+    general = '{:type :ok :process 3 :f :get :key "k" :value "x 1 y"} ; reordered\n'
+    escaped = '{:process 3, :type :ok, :f :get, :key "k", :value "say \\"hi\\""}\n'
+    a, b, c = read_porcupine_kv(fast), read_porcupine_kv(general), read_porcupine_kv(escaped)
+    assert a == b and a[0].value == ["k", "x 1 y"] and a[0].process == 3
+    assert c[0].value == ["k", 'say "hi"']
