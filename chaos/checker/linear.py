@@ -109,6 +109,12 @@ class _Plan:
         self.fns = self._compile_all(model, calls, self.keys)
         self.needs = self._symmetry(calls, self.keys)
         self.completed = sum(1 for c in calls if c.ret is not None)
+        # Completed read-only ops are linearized as soon as they are legal, without trying
+        # alternatives: moving such an op earlier keeps every later state, and every op that
+        # must precede it is already linearized when the scan reaches its call.
+        read_only = model.read_only
+        self.forced = [read_only is not None and c.ret is not None and read_only((c.f, c.input), c.output)
+                       for c in calls]
 
     @staticmethod
     def _compile_all(model: Model, calls: list[Call], keys: list[Any]) -> list[Any]:
@@ -154,7 +160,7 @@ class _Plan:
 
 def _search(plan: _Plan, out: dict[str, Any]) -> Generator[None, None, Any]:
     """Search one partition; yields now and then; returns True or False, filling ``out``."""
-    entry_op, ret_entry, fns, needs = plan.entry_op, plan.ret_entry, plan.fns, plan.needs
+    entry_op, ret_entry, fns, needs, forced = plan.entry_op, plan.ret_entry, plan.fns, plan.needs, plan.forced
     n_entries = len(entry_op)
     head = n_entries
     nxt = list(range(1, n_entries + 2))
@@ -183,39 +189,48 @@ def _search(plan: _Plan, out: dict[str, Any]) -> Generator[None, None, Any]:
                 e = nxt[e]
                 continue
             new = fns[i](state)
-            if new is not ILLEGAL:
-                bits = lin | (1 << i)
-                seen = len(cache)
-                add((bits, new))  # one hash: the pair is new iff the cache grew
-                if len(cache) != seen:
-                    push((e, state))
-                    state, lin = new, bits
-                    p, q = prv[e], nxt[e]
+            if new is ILLEGAL:
+                e = nxt[e]
+                continue
+            bits = lin | (1 << i)
+            seen = len(cache)
+            add((bits, new))  # one hash: the pair is new iff the cache grew
+            if len(cache) != seen:
+                push((~e if forced[i] else e, state))
+                state, lin = new, bits
+                p, q = prv[e], nxt[e]
+                nxt[p] = q
+                if q >= 0:
+                    prv[q] = p
+                r = ret_entry[i]
+                if r >= 0:
+                    remaining -= 1
+                    p, q = prv[r], nxt[r]
                     nxt[p] = q
                     if q >= 0:
                         prv[q] = p
-                    r = ret_entry[i]
-                    if r >= 0:
-                        remaining -= 1
-                        p, q = prv[r], nxt[r]
-                        nxt[p] = q
-                        if q >= 0:
-                            prv[q] = p
-                    budget -= 1
-                    if not budget:
-                        budget = _YIELD_EVERY
-                        yield None
-                    e = nxt[head]
-                    continue
-            e = nxt[e]
-        else:
-            if len(stack) > best_depth:  # a local maximum: remember the longest prefix
-                best_depth = len(stack)
-                best = [entry_op[x[0]] for x in stack]
+                budget -= 1
+                if not budget:
+                    budget = _YIELD_EVERY
+                    yield None
+                e = nxt[head]
+                continue
+            if not forced[i]:
+                e = nxt[e]
+                continue
+            # A legal read-only op leads to an explored (failed) configuration: so does this one.
+        # Backtrack: no op can be linearized next from this configuration.
+        if len(stack) > best_depth:  # a local maximum: remember the longest prefix
+            best_depth = len(stack)
+            best = _order(entry_op, stack)
+        while True:
             if not stack:
                 out["best"] = best
                 return False
             e, state = pop()
+            was_forced = e < 0
+            if was_forced:
+                e = ~e
             i = entry_op[e]
             lin ^= 1 << i
             r = ret_entry[i]
@@ -229,9 +244,16 @@ def _search(plan: _Plan, out: dict[str, Any]) -> Generator[None, None, Any]:
             nxt[prv[e]] = e
             if q >= 0:
                 prv[q] = e
-            e = q
-    out["best"] = [entry_op[x[0]] for x in stack]
+            if not was_forced:  # a read-only op was linearized without loss of generality:
+                break  # its alternatives need no search, so keep backtracking past it
+        e = q
+    out["best"] = _order(entry_op, stack)
     return True
+
+
+def _order(entry_op: list[int], stack: list[tuple[int, Any]]) -> list[int]:
+    """Return the plan indices of the ops on the search stack, in linearization order."""
+    return [entry_op[e if e >= 0 else ~e] for e, _ in stack]
 
 
 def _replay(plan: _Plan, order: list[int]) -> tuple[Any, ...]:

@@ -13,8 +13,10 @@ A :class:`Model` is Porcupine's shape in Python:
 
 States are immutable and hashable (ints, strings, tuples, frozensets): the search caches them.
 Two optional hooks make the search faster without changing verdicts: ``compile(input, output)``
-returns ``fn(state) -> new_state | ILLEGAL`` with the input already unpacked, and
-``prunable(calls)`` names crashed calls that cannot change the verdict.
+returns ``fn(state) -> new_state | ILLEGAL`` with the input already unpacked,
+``prunable(calls)`` names crashed calls that cannot change the verdict, and
+``read_only(input, output)`` says an operation never changes any state (a read), which lets
+the search linearize it as soon as it is legal without trying alternatives.
 """
 
 from __future__ import annotations
@@ -74,6 +76,7 @@ class Model:
     describe_state: Callable[[State], str] = repr
     compile: Callable[[tuple[str, Any], Any], Callable[[State], State]] | None = None
     prunable: Callable[[Sequence[Call]], set[int]] | None = None
+    read_only: Callable[[tuple[str, Any], Any], bool] | None = None
     doc: str = ""
     init_value: Any = field(default=None, compare=False)
 
@@ -178,10 +181,15 @@ def _register_prunable(calls: Sequence[Call], value_of: Callable[[Any], Any] = l
     return drop
 
 
+def _register_read_only(inp: tuple[str, Any], out: Any) -> bool:
+    # A read, or a cas that returned false, only observes the register.
+    return inp[0] == "read" or (inp[0] == "cas" and out is False)
+
+
 def _make_register(name: str, allow_cas: bool, init: Any) -> Model:
     compile_ = _register_compile(name, allow_cas)
     return Model(name=name, init=lambda key: _freeze(init), step=_step_from_compile(compile_),
-                 compile=compile_, prunable=_register_prunable, init_value=init,
+                 compile=compile_, prunable=_register_prunable, init_value=init, read_only=_register_read_only,
                  doc="read / write" + (" / cas [from to] (ok value false: happened, did not match)" if allow_cas else ""))
 
 
@@ -223,6 +231,7 @@ def _make_kv(init: Any) -> Model:
 
     return Model(name="kv", init=init_for, step=_step_from_compile(compile_), partition=_kv_partition,
                  compile=compile_, prunable=lambda calls: _register_prunable(calls, _second),
+                 read_only=_register_read_only,
                  init_value=init, doc="a cas-register per key; values are [key, v]")
 
 
@@ -248,7 +257,7 @@ def _make_kv_append(init: Any) -> Model:
         return {c.id for c in calls if c.crashed and c.f == "get"}
 
     return Model(name="kv-append", init=init_for, step=_step_from_compile(compile_), partition=_kv_partition,
-                 compile=compile_, prunable=prunable, init_value=init,
+                 compile=compile_, prunable=prunable, init_value=init, read_only=lambda inp, out: inp[0] == "get",
                  doc="get / put / append on a string per key; values are [key, v]")
 
 
@@ -284,6 +293,8 @@ def _make_multi_register(init: Any) -> Model:
 
     return Model(name="multi-register", init=lambda key: tuple(sorted((k, _freeze(v)) for k, v in defaults.items())),
                  step=step, prunable=prunable, init_value=init,
+                 read_only=lambda inp, out: all(isinstance(m, (list, tuple)) and m and m[0] == "read"
+                                                for m in (inp[1] or [None])),
                  doc="txn of [read k v] / [write k v]; a read of nil matches anything")
 
 
@@ -304,7 +315,7 @@ def _make_counter(init: Any) -> Model:
 
     return Model(name="counter", init=lambda key: 0 if init is None else init, step=_step_from_compile(compile_),
                  compile=compile_, prunable=lambda calls: {c.id for c in calls if c.crashed and c.f == "read"},
-                 init_value=init, doc="add n / read")
+                 read_only=lambda inp, out: inp[0] == "read", init_value=init, doc="add n / read")
 
 
 def _make_mutex(init: Any) -> Model:
@@ -335,6 +346,7 @@ def _make_set(init: Any) -> Model:
     return Model(name="set", init=lambda key: frozenset(_freeze(x) for x in (init or ())),
                  step=_step_from_compile(compile_), compile=compile_,
                  prunable=lambda calls: {c.id for c in calls if c.crashed and c.f == "read"},
+                 read_only=lambda inp, out: inp[0] == "read",
                  describe_state=lambda s: "{" + ", ".join(sorted(map(repr, s))) + "}", init_value=init,
                  doc="add x / read -> all elements")
 
@@ -356,6 +368,7 @@ def _make_queue(init: Any) -> Model:
 
     return Model(name="queue", init=lambda key: tuple(_freeze(x) for x in (init or ())),
                  step=_step_from_compile(compile_), compile=compile_, init_value=init,
+                 read_only=lambda inp, out: inp[0] == "dequeue" and out is None,
                  doc="enqueue x / dequeue -> x (nil: empty), FIFO")
 
 

@@ -225,3 +225,18 @@ def test_interchangeable_crashed_ops_still_allow_any_count() -> None:
     four = history + ops(("invoke", 3, "write", 0), ("ok", 3, "write", 0), ("invoke", 3, "read", None), ("ok", 3, "read", 1))
     four = [Op(index=i, type=o.type, process=o.process, f=o.f, value=o.value) for i, o in enumerate(four)]
     assert check_linearizable(four, make_model("register", 0)).valid is False
+
+
+def test_read_only_declarations_match_the_steps() -> None:
+    # read_only lets the search skip alternatives, so it must never claim a state change away.
+    cases = [("register", ("read", None), 1, True), ("register", ("write", 1), 1, False),
+             ("cas-register", ("cas", [1, 2]), False, True), ("cas-register", ("cas", [1, 2]), [1, 2], False),
+             ("kv-append", ("get", ["k", None]), ["k", "a"], True), ("kv-append", ("append", ["k", "a"]), ["k", "a"], False),
+             ("multi-register", ("txn", [["read", "x", None]]), [["read", "x", 1]], True),
+             ("multi-register", ("txn", [["read", "x", None], ["write", "x", 2]]), [["read", "x", 1], ["write", "x", 2]], False),
+             ("queue", ("dequeue", None), None, True), ("queue", ("dequeue", None), 1, False),
+             ("counter", ("read", None), 3, True), ("set", ("read", None), [1], True), ("set", ("add", 1), 1, False)]
+    for name, inp, out, expected in cases:
+        model = make_model(name)
+        assert model.read_only is not None and model.read_only(inp, out) is expected, (name, inp)
+    assert make_model("mutex").read_only is None
