@@ -62,6 +62,7 @@ def _timeline(part: PartitionResult, width_px: int = 1400) -> str:
     rank = {pos: n for n, pos in enumerate(sorted({c.call for c in calls} | {c.ret for c in calls if c.ret is not None}))}
     lo, hi = 0, len(rank)
     scale = (width_px - 80) / max(1, hi - lo)
+    pruned = {c.id for c in part.pruned}
     processes = sorted({c.process for c in calls}, key=str)
     rows = []
     for proc in processes:
@@ -81,7 +82,7 @@ def _timeline(part: PartitionResult, width_px: int = 1400) -> str:
                 cls += " crashed"
             tip = _describe(c) + (f"\nstep {order[c.id] + 1}, state after: {states[c.id]!r}" if c.id in order else "")
             tip += f"\nline {c.invoke.line}" + ("" if c.completion is None else f"-{c.completion.line}")
-            if c in part.pruned:
+            if c.id in pruned:
                 tip += "\n(crashed op pruned: cannot change the verdict)"
             bars.append(f'<div class="op {cls}" style="left:{left:.1f}px;width:{width:.1f}px" '
                         f'title="{html.escape(tip)}">{html.escape(label + " " + c.f)}</div>')
