@@ -240,3 +240,25 @@ def test_read_only_declarations_match_the_steps() -> None:
         model = make_model(name)
         assert model.read_only is not None and model.read_only(inp, out) is expected, (name, inp)
     assert make_model("mutex").read_only is None
+
+
+def test_slow_key_cannot_hide_an_illegal_key() -> None:
+    from pathlib import Path
+
+    from chaos.history import load
+
+    path = Path(__file__).resolve().parents[1] / "data" / "histories" / "porcupine" / "jepsen" / "etcd_007.log"
+    slow = []  # etcd_007 (valid, ~56,000 states) as key "a" of a kv history
+    for op in load(path).ops:
+        value = op.value if op.value is False or (op.type != "invoke" and op.value is None and op.f != "read") \
+            else ["a", op.value]
+        slow.append(Op(index=len(slow), type=op.type, process=op.process, f=op.f, value=value))
+    # Key "b" has more ops than "a" (so it is not simply checked first) and is quickly illegal.
+    steps = [(100, "write", ["b", n], ["b", n]) for n in range(150)] + [(100, "read", ["b", None], ["b", 2])]
+    bad = seq(*steps)
+    assert len(bad) // 2 > len([o for o in slow if o.type == "invoke"])
+    history = [Op(index=i, type=o.type, process=o.process, f=o.f, value=o.value) for i, o in enumerate(slow + bad)]
+    result = check_linearizable(history, make_model("kv"), timeout=60)
+    assert result.valid is False and result.failing_key == "b"
+    by_key = {p.key: p for p in result.partitions}
+    assert by_key["a"].valid == "unknown" and by_key["a"].explored < 10_000  # abandoned, not finished first
