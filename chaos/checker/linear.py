@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generator, Iterable, Mapping, Sequence
 
 from ..history.ops import Call, Op, pair
-from .models import ILLEGAL, UNKNOWN, Model, ModelError, _freeze
+from .models import _ATOMS, ILLEGAL, UNKNOWN, Model, ModelError, _freeze
 
 __all__ = ["LinearizabilityResult", "PartitionResult", "check_linearizable", "check_calls", "VALID", "INVALID",
            "UNKNOWN_VERDICT"]
@@ -126,9 +126,10 @@ class _Plan:
         compiled = model.compiled
         for c in calls:
             out = UNKNOWN if c.ret is None else c.output
+            value = c.input
             try:
-                inp = (c.f, _freeze(c.input))
-                key = (inp, out if out is UNKNOWN else _freeze(out))
+                inp = (c.f, value if type(value) in _ATOMS else _freeze(value))
+                key = (inp, out if type(out) in _ATOMS or out is UNKNOWN else _freeze(out))
                 fn = seen.get(key)
             except TypeError:  # unhashable values: compile each
                 inp, key, fn = None, None, None
@@ -159,7 +160,11 @@ class _Plan:
 
 
 def _search(plan: _Plan, out: dict[str, Any]) -> Generator[None, None, Any]:
-    """Search one partition; yields now and then; returns True or False, filling ``out``."""
+    """Search one partition; yields now and then; returns True or False.
+
+    Leaves in ``out`` the cache (``cache``) and the deepest search stack seen (``stack``), also
+    when the generator is closed early on a timeout.
+    """
     entry_op, ret_entry, fns, needs, forced = plan.entry_op, plan.ret_entry, plan.fns, plan.needs, plan.forced
     n_entries = len(entry_op)
     head = n_entries
@@ -176,7 +181,6 @@ def _search(plan: _Plan, out: dict[str, Any]) -> Generator[None, None, Any]:
     state = plan.init
     lin = 0
     remaining = plan.completed
-    best: list[int] = []
     best_depth = 0
     budget = _YIELD_EVERY
     e = nxt[head]
@@ -222,10 +226,9 @@ def _search(plan: _Plan, out: dict[str, Any]) -> Generator[None, None, Any]:
         # Backtrack: no op can be linearized next from this configuration.
         if len(stack) > best_depth:  # a local maximum: remember the longest prefix
             best_depth = len(stack)
-            best = _order(entry_op, stack)
+            out["stack"] = stack[:]  # decoded by _order only when reported
         while True:
             if not stack:
-                out["best"] = best
                 return False
             e, state = pop()
             was_forced = e < 0
@@ -247,7 +250,7 @@ def _search(plan: _Plan, out: dict[str, Any]) -> Generator[None, None, Any]:
             if not was_forced:  # a read-only op was linearized without loss of generality:
                 break  # its alternatives need no search, so keep backtracking past it
         e = q
-    out["best"] = _order(entry_op, stack)
+    out["stack"] = stack
     return True
 
 
@@ -271,7 +274,7 @@ def _failing(plan: _Plan, order: list[int]) -> Call | None:
 
 
 def _partition_result(plan: _Plan, verdict: Any, out: dict[str, Any]) -> PartitionResult:
-    order = out.get("best", [])
+    order = _order(plan.entry_op, out.get("stack", []))
     return PartitionResult(key=plan.key, valid=verdict, calls=tuple(plan.calls), pruned=tuple(plan.pruned),
                            linearization=tuple(plan.calls[i].id for i in order), states=_replay(plan, order),
                            failing=_failing(plan, order) if verdict is False else None,

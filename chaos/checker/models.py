@@ -158,15 +158,19 @@ def _register_prunable(calls: Sequence[Call], value_of: Callable[[Any], Any] = l
     call observes ``v`` (no completed read of it, no cas from it) and no cas returned false:
     a state nobody reads can only matter by making such a failed cas fail.
     """
+    if all(c.ret is not None for c in calls):
+        return set()
     observed: set[Any] = set()
     failed_cas = False
     for c in calls:
-        value = value_of(c.input)
-        if c.f == "read" and c.ret is not None:
+        f = c.f
+        if f == "read" and c.ret is not None:
             observed.add(_freeze(value_of(c.output)))
-        elif c.f == "cas" and isinstance(value, (list, tuple)) and len(value) == 2:
-            observed.add(_freeze(value[0]))
-            failed_cas = failed_cas or c.output is False
+        elif f == "cas":
+            value = value_of(c.input)
+            if isinstance(value, (list, tuple)) and len(value) == 2:
+                observed.add(_freeze(value[0]))
+                failed_cas = failed_cas or c.output is False
     drop = set()
     for c in calls:
         if c.ret is not None:
