@@ -299,6 +299,9 @@ def check_calls(calls: Sequence[Call], model: Model, *, timeout: float | None = 
     (unless another partition is already known illegal).
     """
     started = time.perf_counter()
+    if not calls:  # nothing to order: valid, without building a search
+        return LinearizabilityResult(valid=True, model=model.name, partitions=(), ops=0,
+                                     elapsed=time.perf_counter() - started, init=model.init_value)
     deadline = None if timeout is None else started + timeout
     plans = _plans(calls, model)
     running = []
