@@ -13,9 +13,11 @@ Linearized sets are Python int bitmasks; the search is an iterative loop with an
 stack, written as a generator that yields every few thousand steps so partitions can be
 checked round-robin under one deadline (a slow key cannot hide an illegal one).
 
-Two reductions keep verdicts but shrink the search: crashed operations that the model says
-cannot matter are removed first (:attr:`Model.prunable`), and crashed operations with the same
-input are interchangeable, so they are only linearized in call order.
+Three reductions keep verdicts but shrink the search: crashed operations that the model says
+cannot matter are removed first (:attr:`Model.prunable`); crashed operations with the same
+input are interchangeable, so they are only linearized in call order; and a legal read-only
+operation (:attr:`Model.read_only`) is linearized without trying alternatives, since moving
+it earlier changes no state.
 """
 
 from __future__ import annotations
