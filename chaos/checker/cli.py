@@ -50,10 +50,11 @@ def summarise(name: str, result: LinearizabilityResult) -> str:
         failing = result.failing
         part = next(p for p in result.partitions if p.valid is False)
         key = "" if result.failing_key is None else f" on key {result.failing_key!r}"
-        lines.append(f"  cannot linearize{key}: process {failing.process} {failing.f} {failing.input!r} -> "
-                     f"{failing.output!r} (line {failing.invoke.line}"
+        shown_input = "" if failing.input is None else " " + json.dumps(failing.input, default=str)
+        lines.append(f"  cannot linearize{key}: process {failing.process} {failing.f}{shown_input} -> "
+                     f"{json.dumps(failing.output, default=str)} (line {failing.invoke.line}"
                      f"{'' if failing.completion is None else f'-{failing.completion.line}'})")
-        state = repr(part.states[-1]) if part.states else "the initial state"
+        state = json.dumps(part.states[-1], default=str) if part.states else "the initial state"
         lines.append(f"  longest linearizable prefix: {len(part.linearization)} of {len(part.calls)} ops, "
                      f"ending in state {state}")
     if result.valid not in (True, False):
@@ -98,6 +99,10 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
             result = _check_file(path, args, init)
         except (HistoryError, ModelError) as exc:
             print(f"chaos check: {exc}", file=err)
+            codes.append(EXIT_CRASHED)
+            continue
+        except Exception as exc:  # a checker bug must still end in Jepsen's "crashed" code
+            print(f"chaos check: {path}: crashed: {type(exc).__name__}: {exc}", file=err)
             codes.append(EXIT_CRASHED)
             continue
         if args.html:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any, Iterator
 
-__all__ = ["Keyword", "Symbol", "EdnError", "loads", "loads_all", "iter_forms", "dumps"]
+__all__ = ["Keyword", "Symbol", "EdnError", "loads", "loads_all", "iter_forms", "iter_elements", "dumps"]
 
 
 class Keyword(str):
@@ -127,10 +127,14 @@ class _Reader:
         """Yield each top-level form with the line it starts on."""
         stack: list[tuple[str, list[Any], int]] = []  # (opener, items, line)
         pending: list[tuple[str, int]] = []  # modifiers (#_ or a tag) waiting for a form
-        start_line = 1
+        start_line = element_line = 1
+        self.element_lines: list[int] = []  # start lines of the top-level collection's elements
         for kind, value, line in self._tokens():
             if not stack and not pending:
                 start_line = line
+                self.element_lines = []
+            elif len(stack) == 1 and (not pending or pending[-1][1] != 1):
+                element_line = line  # a new element of the top-level collection starts here
             if kind == "open":
                 stack.append((value, [], line))
                 continue
@@ -161,6 +165,8 @@ class _Reader:
                 continue
             if stack:
                 stack[-1][1].append(form)
+                if len(stack) == 1:
+                    self.element_lines.append(element_line)
             else:
                 yield form, start_line
         if stack:
@@ -190,6 +196,17 @@ def _hashable(value: Any) -> Any:
 def iter_forms(text: str) -> Iterator[tuple[Any, int]]:
     """Yield ``(value, line)`` for each top-level form in ``text``."""
     return _Reader(text).forms()
+
+
+def iter_elements(text: str) -> Iterator[tuple[Any, int]]:
+    """Yield ``(value, line)`` for each element of a top-level vector or list, or else for each
+    top-level form (a bare sequence), so each op of a history gets the line it starts on."""
+    reader = _Reader(text)
+    for form, line in reader.forms():
+        if isinstance(form, (list, tuple)):
+            yield from zip(form, reader.element_lines)
+        else:
+            yield form, line
 
 
 def loads_all(text: str) -> list[Any]:

@@ -112,14 +112,9 @@ def read_knossos_edn(text: str, *, nil_reads_unknown: bool = True) -> list[Op]:
     an unknown result; pass False to read back our own :func:`to_edn` export unchanged.
     """
     try:
-        forms = list(edn.iter_forms(text))
+        items = list(edn.iter_elements(text))
     except edn.EdnError as exc:
         raise HistoryError(exc.reason, line=exc.line) from None
-    if len(forms) == 1 and isinstance(forms[0][0], (list, tuple)):
-        line = forms[0][1]
-        items = [(f, line) for f in forms[0][0]]
-    else:
-        items = forms
     ops = [_edn_op(form, i, line) for i, (form, line) in enumerate(items)]
     return [_knossos_read(op) for op in ops] if nil_reads_unknown else ops
 

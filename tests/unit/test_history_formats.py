@@ -73,7 +73,7 @@ def test_knossos_edn_fail_is_dropped_and_nil_read_is_unknown() -> None:
     assert loaded.ops[4].process == "nemesis"
     calls = pair(loaded.ops)
     assert [(c.f, c.crashed) for c in calls] == [("read", True), ("cas", False)]
-    assert [o.line for o in loaded.ops[:3]] == [1, 1, 1]
+    assert [o.line for o in loaded.ops] == [1, 2, 3, 4, 5, 6, 7]  # each op's own line
 
 
 def test_knossos_bare_sequence_gives_each_op_its_line() -> None:
@@ -143,3 +143,8 @@ def test_porcupine_kv_fast_and_general_paths_agree() -> None:
     a, b, c = read_porcupine_kv(fast), read_porcupine_kv(general), read_porcupine_kv(escaped)
     assert a == b and a[0].value == ["k", "x 1 y"] and a[0].process == 3
     assert c[0].value == ["k", 'say "hi"']
+
+
+def test_edn_element_lines_skip_comments_discards_and_multiline_maps() -> None:
+    text = "; header\n[{:a 1}\n ; note\n #_ {:gone 1}\n {:b\n  2}\n {:c 3}]\n"
+    assert list(edn.iter_elements(text)) == [({"a": 1}, 2), ({"b": 2}, 5), ({"c": 3}, 7)]
