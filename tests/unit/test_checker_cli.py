@@ -81,3 +81,19 @@ def test_bad_input_is_one_line_naming_file_and_line_exit_255(tmp_path: Path) -> 
 def test_model_that_cannot_read_the_ops_is_bad_input() -> None:
     run = chaos("check", "-m", "register", str(GOOD))  # the etcd log has cas ops
     assert run.returncode == 255 and f"{GOOD}:4:" in run.stderr and "cas" in run.stderr
+
+
+def test_a_checker_crash_exits_255_with_one_line(monkeypatch) -> None:
+    import argparse
+    import io
+
+    from chaos.checker import cli
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(cli, "check_calls", boom)
+    args = argparse.Namespace(model="cas-register", init=None, timeout=None, json=False, html=None, files=[str(GOOD)])
+    out, err = io.StringIO(), io.StringIO()
+    assert cli.run(args, out, err) == 255
+    assert err.getvalue().count("\n") == 1 and "crashed: RuntimeError: bug" in err.getvalue()
