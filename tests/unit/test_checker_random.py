@@ -163,3 +163,17 @@ def test_kv_partitions_agree_with_brute_force_per_key(seed: int) -> None:
     model = make_model("kv", 0)
     expected = all(brute_force(pair(h), make_model("cas-register", 0)) for h in parts.values())
     assert check_linearizable(kv, model).valid is expected
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32 - 1), how=st.sampled_from(["none", "stale", "future"]))
+def test_reductions_agree_with_the_plain_search_on_medium_histories(seed: int, how: str) -> None:
+    import dataclasses
+
+    rng = random.Random(seed)
+    history = simulate(rng, processes=5, ops_per_process=6, values=6, crash_rate=0.3)
+    if how != "none":
+        history = break_read(rng, history, how) or history
+    fast = make_model("cas-register", 0)
+    plain = dataclasses.replace(fast, compile=None, prunable=None, read_only=None)  # step only
+    assert check_linearizable(history, fast).valid is check_linearizable(history, plain).valid
