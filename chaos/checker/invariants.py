@@ -17,6 +17,11 @@ __all__ = ["CounterResult", "LockResult", "SetResult", "Stats", "check_counter",
            "stats", "latency_series", "rate_series", "quantiles"]
 
 
+def _as_dict(result: Any) -> dict[str, Any]:
+    out: dict[str, Any] = _jsonable(asdict(result))
+    return out
+
+
 def _jsonable(obj: Any) -> Any:
     if isinstance(obj, Op):
         return obj.to_dict()
@@ -40,7 +45,7 @@ class CounterResult:
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
-        return _jsonable(asdict(self))
+        return _as_dict(self)
 
 
 def check_counter(history: Sequence[Any], *, init: int = 0) -> CounterResult:
@@ -106,7 +111,7 @@ class LockResult:
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
-        return _jsonable(asdict(self))
+        return _as_dict(self)
 
 
 def _token(value: Any) -> Any:
@@ -194,7 +199,12 @@ class SetResult:
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
-        return _jsonable(asdict(self))
+        return _as_dict(self)
+
+
+def _order(items: Iterable[Any]) -> tuple[Any, ...]:
+    """Return ``items`` sorted in a stable order for any element types."""
+    return tuple(sorted(items, key=repr))
 
 
 def _key(x: Any) -> Any:
@@ -233,10 +243,9 @@ def check_set(history: Sequence[Any]) -> SetResult:
             lost.add(x)
         elif any(x not in els for _, els in later):
             stale.add(x)
-    order = lambda items: tuple(sorted(items, key=repr))  # noqa: E731
     return SetResult(valid=not lost and not unexpected, attempted=len(attempted), acknowledged=len(acked),
-                     lost=order(lost), unexpected=order(unexpected), never_read=order(never_read),
-                     stale=order(stale), recovered=order(crashed & seen))
+                     lost=_order(lost), unexpected=_order(unexpected), never_read=_order(never_read),
+                     stale=_order(stale), recovered=_order(crashed & seen))
 
 
 # ---------------------------------------------------------------- stats, latency, rate
@@ -252,7 +261,7 @@ class Stats:
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
-        return _jsonable(asdict(self))
+        return _as_dict(self)
 
 
 def stats(history: Iterable[Any]) -> Stats:

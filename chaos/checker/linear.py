@@ -124,7 +124,8 @@ class _Plan:
 
         Fills ``keys`` with each call's hashable ``(f, input)`` (None when unhashable).
         """
-        fns, seen = [], {}
+        fns: list[Any] = []
+        seen: dict[Any, Any] = {}
         compiled = model.compiled
         for c in calls:
             out = UNKNOWN if c.ret is None else c.output

@@ -62,7 +62,7 @@ def _plain(value: Any) -> Any:
 
 def read_jsonl(text: str) -> list[Op]:
     """Return the ops of a JSON Lines history."""
-    ops = []
+    ops: list[Op] = []
     for lineno, raw in enumerate(text.splitlines(), 1):
         if not raw.strip():
             continue
