@@ -22,7 +22,7 @@ the search linearize it as soon as it is legal without trying alternatives.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from ..history.ops import Call
 
@@ -401,8 +401,3 @@ def make_model(name: str, init: Any = None) -> Model:
     except KeyError:
         raise ModelError(f"unknown model {name!r} (known: {', '.join(MODELS)})") from None
     return factory(init)
-
-
-def names(models: Iterable[str]) -> str:
-    """Return model names joined for messages."""
-    return ", ".join(models)

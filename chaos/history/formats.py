@@ -15,6 +15,7 @@ Every importer translates its format's meaning into the history model of :mod:`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from dataclasses import dataclass
@@ -122,15 +123,8 @@ def read_knossos_edn(text: str, *, nil_reads_unknown: bool = True) -> list[Op]:
 def _knossos_read(op: Op) -> Op:
     # Knossos: a completed read of nil tells nothing, so it is a read with an unknown result.
     if op.type == OK and op.f == "read" and op.value is None:
-        return _replace(op, type=INFO)
+        return dataclasses.replace(op, type=INFO)
     return op
-
-
-def _replace(op: Op, **changes: Any) -> Op:
-    fields = {name: getattr(op, name) for name in ("index", "type", "process", "f", "value", "time",
-                                                    "node", "extra", "line")}
-    fields.update(changes)
-    return Op(**fields)
 
 
 def to_edn(ops: Iterable[Op]) -> str:
