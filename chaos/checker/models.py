@@ -222,6 +222,13 @@ def _second(value: Any) -> Any:
     return value
 
 
+def _init_for_key(init: Any, key: Any, default: Any) -> Any:
+    """Return one key's initial value: ``init`` maps keys (JSON keys are strings) or is one value."""
+    if isinstance(init, Mapping):
+        return init[key] if key in init else init.get(str(key), default)
+    return default if init is None else init
+
+
 def _make_kv(init: Any) -> Model:
     inner = _register_compile("kv", True)
 
@@ -229,9 +236,7 @@ def _make_kv(init: Any) -> Model:
         return inner((inp[0], _second(inp[1])), _second(out))
 
     def init_for(key: Any) -> State:
-        if isinstance(init, Mapping):
-            return _freeze(init.get(key))
-        return _freeze(init)
+        return _freeze(_init_for_key(init, key, None))
 
     return Model(name="kv", init=init_for, step=_step_from_compile(compile_), partition=_kv_partition,
                  compile=compile_, prunable=lambda calls: _register_prunable(calls, _second),
@@ -248,6 +253,8 @@ def _make_kv_append(init: Any) -> Model:
                 return lambda s: s
             want = "" if want is None else want
             return lambda s: s if s == want else ILLEGAL
+        if f in ("put", "append") and not isinstance(value, str):
+            raise _bad("kv-append", inp)
         if f == "put":
             return lambda s: value
         if f == "append":
@@ -255,7 +262,7 @@ def _make_kv_append(init: Any) -> Model:
         raise _bad("kv-append", inp)
 
     def init_for(key: Any) -> State:
-        return init.get(key, "") if isinstance(init, Mapping) else ("" if init is None else init)
+        return _init_for_key(init, key, "")
 
     def prunable(calls: Sequence[Call]) -> set[int]:
         return {c.id for c in calls if c.crashed and c.f == "get"}

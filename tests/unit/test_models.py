@@ -263,3 +263,14 @@ def test_slow_key_cannot_hide_an_illegal_key() -> None:
     assert result.valid is False and result.failing_key == "b"
     by_key = {p.key: p for p in result.partitions}
     assert by_key["a"].valid == "unknown" and by_key["a"].explored < 10_000  # abandoned, not finished first
+
+
+def test_kv_init_map_matches_int_keys_by_their_json_string() -> None:
+    history = seq((0, "read", [1, None], [1, 7]))
+    assert check_linearizable(history, make_model("kv", {"1": 7})).valid is True
+    assert check_linearizable(history, make_model("kv", {"1": 8})).valid is False
+
+
+def test_kv_append_rejects_non_string_values() -> None:
+    with pytest.raises(ModelError):
+        make_model("kv-append").compiled(("append", ["k", None]), ["k", None])
