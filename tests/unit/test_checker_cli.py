@@ -97,3 +97,25 @@ def test_a_checker_crash_exits_255_with_one_line(monkeypatch) -> None:
     out, err = io.StringIO(), io.StringIO()
     assert cli.run(args, out, err) == 255
     assert err.getvalue().count("\n") == 1 and "crashed: RuntimeError: bug" in err.getvalue()
+
+
+GOLDEN_SUMMARY = """\
+porcupine/jepsen/etcd_000.log: INVALID  [cas-register, 85 ops, 1 partition(s), 0 crashed op(s) pruned, _ ms, 387 states]
+  cannot linearize: process 11 read -> 2 (line 85-86)
+  longest linearizable prefix: 43 of 85 ops, ending in state 0
+knossos/cas-register/bad/rethink-fail-minimal.edn: INVALID  [cas-register, 4 ops, 1 partition(s), 0 crashed op(s) pruned, _ ms, 2 states]
+  cannot linearize: process 1 read -> 3 (line 4-7)
+  longest linearizable prefix: 2 of 4 ops, ending in state 4
+porcupine/jepsen/etcd_095.log: valid  [cas-register, 0 ops, 0 partition(s), 0 crashed op(s) pruned, _ ms, 0 states]
+"""
+
+
+def test_summary_matches_the_golden_text() -> None:
+    # Golden output (elapsed time masked): update it here when a change is intended.
+    import re
+
+    files = ["porcupine/jepsen/etcd_000.log", "knossos/cas-register/bad/rethink-fail-minimal.edn",
+             "porcupine/jepsen/etcd_095.log"]
+    run = chaos("check", "-m", "cas-register", *(str(DATA / f) for f in files))
+    text = re.sub(r"\d+\.\d ms", "_ ms", run.stdout.replace(str(DATA) + "/", ""))
+    assert text == GOLDEN_SUMMARY
