@@ -10,7 +10,7 @@ operations have no return entry, so they may take effect at any point after thei
 never.
 
 Linearized sets are Python int bitmasks; the search is an iterative loop with an explicit
-stack, written as a generator that yields every few thousand steps so partitions can be
+stack, written as a generator that yields every thousand steps so partitions can be
 checked round-robin under one deadline (a slow key cannot hide an illegal one).
 
 Three reductions keep verdicts but shrink the search: crashed operations that the model says
@@ -33,7 +33,7 @@ __all__ = ["LinearizabilityResult", "PartitionResult", "check_linearizable", "ch
            "UNKNOWN_VERDICT"]
 
 VALID, INVALID, UNKNOWN_VERDICT = True, False, "unknown"
-_YIELD_EVERY = 2048  # cache insertions between yields to the scheduler
+_YIELD_EVERY = 1024  # search steps (new configurations and backtracks) between yields
 
 
 @dataclass(frozen=True)
@@ -233,6 +233,10 @@ def _search(plan: _Plan, out: dict[str, Any]) -> Generator[None, None, Any]:
         while True:
             if not stack:
                 return False
+            budget -= 1
+            if not budget:
+                budget = _YIELD_EVERY
+                yield None
             e, state = pop()
             was_forced = e < 0
             if was_forced:
