@@ -142,7 +142,15 @@ def _pysyncobj_worker(args: argparse.Namespace, tuned: bool) -> list[dict[str, A
 
 def _worker_main(args: argparse.Namespace) -> int:
     if args.worker == "raftwork":
-        results = asyncio.run(_raftwork_worker(args))
+        profile_to = os.environ.get("RAFTWORK_BENCH_PROFILE")  # profile the driving node's event loop
+        if profile_to:
+            import cProfile
+
+            profiler = cProfile.Profile()
+            results = profiler.runcall(asyncio.run, _raftwork_worker(args))
+            profiler.dump_stats(profile_to)
+        else:
+            results = asyncio.run(_raftwork_worker(args))
     else:
         results = _pysyncobj_worker(args, tuned=args.worker == "pysyncobj-tuned")
     print(json.dumps({"results": results}), flush=True)

@@ -46,6 +46,7 @@ NodeEvent = EngineEvent
 _MAX_BATCH_OPS = 512
 _MAX_BATCH_BYTES = 60_000
 _READ_RETRY_SECONDS = 0.05
+_SWEEP_SECONDS = 0.01  # how often expired deadlines are enforced
 # At most this many entries of ours in flight: proposals that arrive meanwhile wait and go
 # together in the next entry (group commit). With more in flight, pysyncobj's acknowledgements
 # rewind its send position and it re-sends entries the followers already hold.
@@ -171,6 +172,8 @@ class Node:
         self._in_flight: set[int] = set()
         self._in_flight_batches: dict[int, _Batch] = {}
         self._subscribers: set[asyncio.Queue[NodeEvent]] = set()
+        self._deadlines: dict[asyncio.Future[Any], tuple[float, bool]] = {}  # future -> (deadline, is write)
+        self._sweeper: asyncio.TimerHandle | None = None
         self._started = False
         self._stopped = False
 
@@ -188,6 +191,7 @@ class Node:
         self._engine.subscribe(self._on_engine_event)
         await self._loop.run_in_executor(None, self._engine.start)
         self._started = True
+        self._sweep_deadlines()
         log.info("%s started, peers %s", self.id, ",".join(self.config.peers))
 
     async def stop(self) -> None:
@@ -195,6 +199,9 @@ class Node:
         if not self._started or self._stopped:
             return
         self._stopped = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        self._deadlines.clear()
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self._engine.stop)
         if self._pending is not None:
@@ -306,7 +313,9 @@ class Node:
         batch = self._batch_for(len(encoded))
         batch.ops.append([machine, encoded, idempotency_key])
         batch.writes.append(fut)
-        return await self._wait(fut, timeout, write=True)
+        budget = self.config.default_timeout if timeout is None else timeout
+        self._deadlines[fut] = (time.monotonic() + budget, True)
+        return await fut
 
     async def read(
         self,
@@ -329,14 +338,13 @@ class Node:
     ) -> ReadResult:
         """Like ``read``, and say which log index the answer reflects."""
         self._check_running()
-        target = self._check_machine(machine)
+        self._check_machine(machine)
         if not isinstance(query, dict):
             raise InvalidRequest("a query must be a dict")
-        # Queries run locally and never enter the log, so they need no encoding check.
-        validate = getattr(target, "validate_query", None)
-        if validate is not None:
-            validate(query)
-        consistency = Consistency(consistency)
+        # Queries never enter the log, so they need no encoding check; the machine checks the
+        # query when it runs it, and a bad one comes back as InvalidRequest.
+        if consistency is not Consistency.LINEARIZABLE:
+            consistency = Consistency(consistency)
         if consistency is Consistency.STALE:
             with self._hooks.lock:
                 outcome = self._dispatcher.query(machine, query)
@@ -349,23 +357,45 @@ class Node:
         # deadline: a barrier lost to a leader change just means "try again".
         budget = self.config.default_timeout if timeout is None else timeout
         deadline = time.monotonic() + budget
-        last_error: ConsensusError = Unavailable("no leader")
+        last_error = "no leader"
         while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise Unavailable(f"read did not complete within {budget:.2f}s: {last_error.message}", leader=self._engine.status().leader)
+            if time.monotonic() >= deadline:
+                raise Unavailable(f"read did not complete within {budget:.2f}s: {last_error}", leader=self._engine.status().leader)
             if self._engine.status().leader is None:
-                last_error = Unavailable(f"{self.id} knows no leader")
+                last_error = f"{self.id} knows no leader"
             else:
                 fut = self._loop.create_future()  # type: ignore[union-attr]
                 self._batch_for(0).reads.append((machine, query, fut))
+                self._deadlines[fut] = (deadline, False)
                 try:
-                    async with asyncio.timeout(remaining):
-                        value, index = await fut
+                    value, index = await fut
                     return ReadResult(value, index, Consistency.LINEARIZABLE)
-                except (TimeoutError, Indeterminate, Unavailable, NotLeader) as exc:
-                    last_error = exc if isinstance(exc, ConsensusError) else Unavailable("timed out")
+                except (Indeterminate, Unavailable, NotLeader) as exc:
+                    last_error = exc.message
             await asyncio.sleep(min(_READ_RETRY_SECONDS, max(0.0, deadline - time.monotonic())))
+
+    def _sweep_deadlines(self) -> None:
+        """Fail every waiting proposal or read whose deadline passed; runs every few ms.
+
+        One sweep for all waiters is far cheaper than a timer per request (a timer is a heap
+        push and pop plus a cancellation scope), and a few milliseconds of slack on a deadline
+        of seconds does not matter.
+        """
+        now = time.monotonic()
+        expired = []
+        for fut, (deadline, write) in self._deadlines.items():
+            if fut.done() or now >= deadline:
+                expired.append((fut, write))
+        for fut, write in expired:
+            del self._deadlines[fut]
+            if fut.done():
+                continue
+            if write:
+                fut.set_exception(Indeterminate("no outcome before the deadline", leader=self._engine.status().leader))
+            else:
+                fut.set_exception(Unavailable("timed out", leader=self._engine.status().leader))
+        if not self._stopped:
+            self._sweeper = self._loop.call_later(_SWEEP_SECONDS, self._sweep_deadlines)  # type: ignore[union-attr]
 
     async def _wait(self, fut: asyncio.Future[Any], timeout: float | None, write: bool) -> Any:
         budget = self.config.default_timeout if timeout is None else timeout

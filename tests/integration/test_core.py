@@ -266,3 +266,35 @@ async def test_several_named_machines_on_one_node(tmp_path):
         for node in c.running():
             assert await node.read("a", get("k")) == "in a"
             assert await node.read("b", get("k")) == "in b"
+
+
+async def test_bad_queries_are_invalid_on_both_read_paths(cluster):
+    leader = cluster.leader()
+    for consistency in (Consistency.LINEARIZABLE, Consistency.STALE):
+        with pytest.raises(InvalidRequest):
+            await leader.read("kv", {"method": "no_such_query"}, consistency=consistency)
+        with pytest.raises(InvalidRequest):
+            await leader.read("kv", {"method": "get", "args": ["a", "extra"]}, consistency=consistency)
+        with pytest.raises(NotFound):
+            await leader.read("nope", get("a"), consistency=consistency)
+
+
+async def test_a_leader_without_quorum_answers_indeterminate_at_the_deadline(cluster):
+    from consensus import Indeterminate, Unavailable
+
+    leader = cluster.leader()
+    for node in list(cluster.running()):
+        if node is not leader:
+            await cluster.stop_node(cluster.nodes.index(node))
+    started = asyncio.get_running_loop().time()
+    try:
+        await leader.propose("kv", put("lost", 1), timeout=0.5)
+    except Indeterminate as exc:
+        assert not exc.definite  # it was submitted: it may yet commit if the others come back
+    except (NotLeader, Unavailable):
+        pass  # the leader already stepped down (leader fallback): nothing was submitted
+    else:
+        raise AssertionError("a write without a quorum must not succeed")
+    assert asyncio.get_running_loop().time() - started < 3
+    with pytest.raises(Unavailable):
+        await leader.read("kv", get("lost"), timeout=0.5)
