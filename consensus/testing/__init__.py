@@ -60,7 +60,27 @@ async def wait_until(predicate: Callable[[], Any], timeout: float, what: str, in
         await asyncio.sleep(interval)
 
 
-class InProcessCluster:
+class _Stoppable:
+    """``async with``: start on entry; stop everything on exit, also when starting fails."""
+
+    async def start(self) -> Any:
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Any:
+        try:
+            return await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.stop()
+
+
+class InProcessCluster(_Stoppable):
     """N nodes in this process, each with its own engine thread, over loopback TCP."""
 
     def __init__(
@@ -147,15 +167,6 @@ class InProcessCluster:
         for i in range(len(self.nodes)):
             await self.stop_node(i)
 
-    async def __aenter__(self) -> "InProcessCluster":
-        try:
-            return await self.start()
-        except BaseException:
-            await self.stop()
-            raise
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await self.stop()
 
 
 class ProcessNode:
@@ -242,7 +253,7 @@ class ProcessNode:
         self.process = None
 
 
-class ProcessCluster:
+class ProcessCluster(_Stoppable):
     """N nodes, one process each, over loopback TCP."""
 
     def __init__(self, n: int, data_dir: str | Path, **options: Any) -> None:
@@ -285,15 +296,6 @@ class ProcessCluster:
         for node in self.nodes:
             await node.stop()
 
-    async def __aenter__(self) -> "ProcessCluster":
-        try:
-            return await self.start()
-        except BaseException:
-            await self.stop()
-            raise
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await self.stop()
 
 
 __all__ = ["InProcessCluster", "ProcessCluster", "ProcessNode", "free_ports", "wait_until"]
