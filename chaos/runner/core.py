@@ -87,6 +87,15 @@ class _Run:
         self.concurrency = config.processes()
         self.next_process = self.concurrency  # fresh ids for processes that replace crashed ones
         self.names: dict[str, str] = {}
+        self.pids_seen: set[int] = set()
+        self.cluster: Any = None
+
+    def watch(self, cluster: Any, data_dir: Path, run_dir: Path) -> None:
+        """Note every node process seen so far in ``run_dir/cluster.json`` (for leak checks)."""
+        nodes = [{"name": n.name, "raft": n.raft, "http": n.http, "pid": n.pid} for n in getattr(cluster, "nodes", ())]
+        self.pids_seen.update(n["pid"] for n in nodes if n["pid"])
+        store.write_json(run_dir / "cluster.json", {"data_dir": str(data_dir), "nodes": nodes,
+                                                    "pids_seen": sorted(self.pids_seen)})
 
     # -- clients ---------------------------------------------------------------------------
 
@@ -157,6 +166,8 @@ class _Run:
             self.progress.say(f"nemesis {f} failed: {type(exc).__name__}: {exc}")
             return
         self.recorder.record("info", NEMESIS, f, _plain(value))
+        if self.cluster is not None:
+            self.pids_seen.update(n.pid for n in self.cluster.nodes if n.pid)
 
     async def nemesis_loop(self, nemesis: Any, cluster: Any, t0: float) -> None:
         rng = derive_rng(self.seed, "nemesis")
@@ -258,13 +269,20 @@ async def run_test_async(config: TestConfig, *, progress: TextIO | None = sys.st
         factory = config.cluster_factory or _default_cluster
         cluster = factory(config, data_dir)
         async with cluster:
-            try:
-                await _drive(run, cluster, nemesis)
-            finally:
-                reporter.phase = "stopping"
-                store.copy_node_logs(cluster, run_dir)
+            run.cluster = cluster
+            run.watch(cluster, data_dir, run_dir)
+            await _drive(run, cluster, nemesis)
+            reporter.phase = "stopping"
+    except BaseException as exc:
+        crashed = "interrupted" if isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt)) else f"{type(exc).__name__}: {exc}"
+        store.write_json(run_dir / "results.json", {"valid": "unknown", "test": config.test_name, "crashed": crashed})
+        raise
     finally:
         ticker.cancel()
+        if cluster is not None:
+            with contextlib.suppress(Exception):  # housekeeping must not hide the run's own error
+                run.watch(cluster, data_dir, run_dir)
+                store.copy_node_logs(cluster, run_dir)
         store.write_history(run_dir, recorder.ops)
         shutil.rmtree(data_dir, ignore_errors=True)
     reporter.say(f"cluster stopped; checking {len(recorder.ops)} ops")
