@@ -208,6 +208,12 @@ async def _heal(run: _Run, nemesis: Any, cluster: Any) -> None:
         await asyncio.wait_for(cluster.heal(), 30)
     except Exception as exc:  # noqa: BLE001 - keep healing and stopping whatever else is left
         run.progress.say(f"cluster heal failed: {type(exc).__name__}: {exc}")
+    for name in (getattr(cluster, "faults", None) or {}).get("killed", []):
+        try:  # the nemesis should have restarted it; a node left down is a fault left in place
+            await asyncio.wait_for(cluster.restart(name), 60)
+            run.progress.say(f"restarted {name}, which the nemesis left killed")
+        except Exception as exc:  # noqa: BLE001
+            run.progress.say(f"restart of {name} failed: {type(exc).__name__}: {exc}")
 
 
 async def _drive(run: _Run, cluster: Any, nemesis: Any) -> None:
@@ -230,6 +236,7 @@ async def _drive(run: _Run, cluster: Any, nemesis: Any) -> None:
         await asyncio.sleep(config.time_limit)
         stop.set()
         run.progress.phase = "draining"
+        run.progress.say("time limit reached; waiting for ops in flight")
         done, pending = await asyncio.wait(workers, timeout=config.op_timeout + 5.0)
         for task in done:
             if task.exception() is not None:
