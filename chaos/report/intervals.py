@@ -6,8 +6,9 @@ from typing import Any
 
 
 def nemesis_intervals(history: list[dict[str, Any]], end_ns: int | None = None) -> list[tuple[int, int, str]]:
-    """Return ``(start_ns, stop_ns, label)`` for each fault: from a nemesis ``start`` completion
-    to the next ``stop`` or ``heal`` completion (or the end of the history)."""
+    """Return ``(start_ns, stop_ns, label)`` for each fault: from a nemesis ``start*`` completion
+    (``start``, ``start-partition``...) to the next ``stop*`` or ``heal`` completion (or the end
+    of the history)."""
     out, start, label = [], None, ""
     last = 0
     for op in history:
@@ -17,9 +18,10 @@ def nemesis_intervals(history: list[dict[str, Any]], end_ns: int | None = None) 
         last = max(last, t)
         if op.get("process") != "nemesis" or op.get("type") == "invoke":
             continue
-        if op.get("f") == "start" and start is None:
-            start, label = t, _label(op.get("value"))
-        elif op.get("f") in ("stop", "heal") and start is not None:
+        f = str(op.get("f"))
+        if f.startswith("start") and start is None:
+            start, label = t, f[len("start-"):] if f.startswith("start-") else _label(op.get("value"))
+        elif (f.startswith("stop") or f == "heal") and start is not None:
             out.append((start, t, label))
             start = None
     if start is not None:

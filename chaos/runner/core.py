@@ -120,9 +120,9 @@ class _Run:
         except asyncio.TimeoutError:
             kind, out, extra = "info", None, {"error": "timeout"}
         except asyncio.CancelledError:
-            self.recorder.record("info", process, f, None, error="cancelled")
+            self.recorder.record("info", process, f, value, error="cancelled")
             raise
-        self.recorder.record(kind, process, f, out if kind == "ok" else (value if kind == "fail" else None),
+        self.recorder.record(kind, process, f, out if kind == "ok" else value,
                              node=seen.get("node") if kind == "ok" else None, **extra)
         return kind
 
@@ -165,6 +165,8 @@ class _Run:
             self.recorder.record("info", NEMESIS, f, None, error=f"{type(exc).__name__}: {exc}"[:300])
             self.progress.say(f"nemesis {f} failed: {type(exc).__name__}: {exc}")
             return
+        if isinstance(value, dict) and "f" in value:  # the nemesis names its op, Jepsen style: start-partition
+            f, value = str(value["f"]), value.get("value")
         self.recorder.record("info", NEMESIS, f, _plain(value))
         if self.cluster is not None:
             self.pids_seen.update(n.pid for n in self.cluster.nodes if n.pid)
@@ -176,7 +178,8 @@ class _Run:
             await _sleep_until(t0 + start)
             self.progress.fault = nemesis.name
             await self._nemesis_op("start", nemesis.start(cluster, rng))
-            self.progress.say(f"nemesis start: {self.recorder.ops[-1].get('value') or self.recorder.ops[-1].get('error')}")
+            done = self.recorder.ops[-1]
+            self.progress.say(f"nemesis {done['f']}: {done.get('value') or done.get('error') or ''}")
             await _sleep_until(t0 + stop)
             await self._nemesis_op("stop", nemesis.stop(cluster))
             self.progress.fault = ""
