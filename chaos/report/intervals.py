@@ -19,9 +19,10 @@ def nemesis_intervals(history: list[dict[str, Any]], end_ns: int | None = None) 
         if op.get("process") != "nemesis" or op.get("type") == "invoke":
             continue
         f = str(op.get("f"))
-        if f.startswith("start") and start is None:
-            start, label = t, f[len("start-"):] if f.startswith("start-") else _label(op.get("value"))
-        elif (f.startswith("stop") or f == "heal") and start is not None:
+        phase = str(op.get("phase") or f)  # the runner marks start / stop / heal; else guess from f
+        if phase.startswith("start") and start is None:
+            start, label = t, _label(f, op.get("value"))
+        elif (phase.startswith("stop") or phase == "heal") and start is not None:
             out.append((start, t, label))
             start = None
     if start is not None:
@@ -29,9 +30,17 @@ def nemesis_intervals(history: list[dict[str, Any]], end_ns: int | None = None) 
     return out
 
 
-def _label(value: Any) -> str:
+def _label(f: str, value: Any) -> str:
+    """Return a short fault label: the op's name (``start-`` dropped) and its targets."""
+    parts = [] if f == "start" else [f[len("start-"):] if f.startswith("start-") else f]
     if isinstance(value, dict):
-        for key in ("fault", "kind", "name", "f"):
-            if key in value:
-                return str(value[key])
-    return "" if value is None else str(value)[:40]
+        for key in ("fault", "kind", "grudge", "target"):
+            if key in value and str(value[key]) not in parts:
+                parts.append(str(value[key]))
+                break
+        nodes = value.get("nodes") or value.get("node")
+        if nodes:
+            parts.append(",".join(nodes) if isinstance(nodes, list) else str(nodes))
+    elif value is not None and not parts:
+        parts.append(str(value)[:40])
+    return " ".join(parts)

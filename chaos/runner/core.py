@@ -158,16 +158,17 @@ class _Run:
     # -- nemesis ---------------------------------------------------------------------------
 
     async def _nemesis_op(self, f: str, call: Any) -> None:
-        self.recorder.record("invoke", NEMESIS, f)
+        self.recorder.record("invoke", NEMESIS, f, phase=f)
         try:
             value = await call
         except Exception as exc:  # noqa: BLE001 - a nemesis error is recorded, the test goes on
-            self.recorder.record("info", NEMESIS, f, None, error=f"{type(exc).__name__}: {exc}"[:300])
+            self.recorder.record("info", NEMESIS, f, None, phase=f, error=f"{type(exc).__name__}: {exc}"[:300])
             self.progress.say(f"nemesis {f} failed: {type(exc).__name__}: {exc}")
             return
+        phase = f
         if isinstance(value, dict) and "f" in value:  # the nemesis names its op, Jepsen style: start-partition
             f, value = str(value["f"]), value.get("value")
-        self.recorder.record("info", NEMESIS, f, _plain(value))
+        self.recorder.record("info", NEMESIS, f, _plain(value), phase=phase)
         if self.cluster is not None:
             self.pids_seen.update(n.pid for n in self.cluster.nodes if n.pid)
 
