@@ -89,13 +89,16 @@ def latency_quantiles(history: list[dict[str, Any]], path: Path, title: str = ""
 def rate(history: list[dict[str, Any]], path: Path, title: str = "", bucket_s: float = 1.0) -> Path:
     """Plot completions per second per f and outcome."""
     fig, ax = plt.subplots(figsize=(10, 5))
-    series = rate_series(history, bucket_ns=int(bucket_s * 1e9))
+    bucket_ns = int(bucket_s * 1e9)
+    series = rate_series(history, bucket_ns=bucket_ns)
+    last = max((p["time"] // bucket_ns for p in series), default=-1)
     styles = ["-", "--", ":", "-."]
     for i, f in enumerate(_fs(history)):
         for kind in ("ok", "info", "fail"):
-            pts = [p for p in series if p["f"] == f and p["type"] == kind]
-            if pts:
-                ax.plot([p["time"] / 1e9 + bucket_s / 2 for p in pts], [p["rate"] for p in pts], styles[i % len(styles)],
-                        color=COLORS[kind], lw=1.2, label=f"{f} {kind}", marker=".", ms=3)
+            rates = {p["time"] // bucket_ns: p["rate"] for p in series if p["f"] == f and p["type"] == kind}
+            if rates:  # an empty bucket is a rate of 0, not a gap to draw across
+                buckets = range(last + 1)
+                ax.plot([b * bucket_s + bucket_s / 2 for b in buckets], [rates.get(b, 0.0) for b in buckets],
+                        styles[i % len(styles)], color=COLORS[kind], lw=1.2, label=f"{f} {kind}", marker=".", ms=3)
     _shade(ax, history)
     return _finish(fig, ax, path, f"{title} throughput", "ops/s")
