@@ -41,6 +41,7 @@ class TestConfig:
     toxiproxy: str | None = None
     name: str | None = None
     op_timeout: float = 5.0  # each client op's deadline
+    final_timeout: float = 10.0  # each final read's deadline (tried up to 3 times)
     recovery: float = 5.0  # quiet seconds after the final heal, before the final reads
     nemesis_interval: tuple[float, float] = (5.0, 10.0)  # fault held / quiet for this many seconds
     checker_timeout: float = 120.0  # linearizability search budget; then "unknown"

@@ -146,13 +146,14 @@ class _Run:
     async def final_reads(self, endpoints: list[str]) -> None:
         """Read every key once more after recovery, each by a fresh process, retrying on failure."""
         seen: dict[str, Any] = {}
-        async with Client(endpoints, timeout=max(10.0, self.config.op_timeout)) as client:
+        timeout = self.config.final_timeout
+        async with Client(endpoints, timeout=timeout) as client:
             request = self._requester(client, seen)
             for spec in self.workload.final_ops(self.recorder.ops):
                 for _ in range(FINAL_READ_ATTEMPTS):
                     process = self.next_process
                     self.next_process += 1
-                    if await self.one_op(request, seen, process, spec, max(10.0, self.config.op_timeout)) == "ok":
+                    if await self.one_op(request, seen, process, spec, timeout) == "ok":
                         break
 
     # -- nemesis ---------------------------------------------------------------------------
@@ -172,19 +173,22 @@ class _Run:
         if self.cluster is not None:
             self.pids_seen.update(n.pid for n in self.cluster.nodes if n.pid)
 
-    async def nemesis_loop(self, nemesis: Any, cluster: Any, t0: float) -> None:
+    async def nemesis_loop(self, nemesis: Any, cluster: Any, t0: float, done: asyncio.Event) -> None:
+        """Start and stop faults on the seeded schedule; at the time limit (``done``) stop the
+        fault in place, if any, and return. A nemesis op is never cancelled halfway."""
         rng = derive_rng(self.seed, "nemesis")
         for start, stop in nemesis_schedule(derive_rng(self.seed, "schedule"), self.config.time_limit,
                                             self.config.nemesis_interval):
-            await _sleep_until(t0 + start)
+            if await _wait(done, t0 + start):
+                return
             self.progress.fault = nemesis.name
             await self._nemesis_op("start", nemesis.start(cluster, rng))
-            done = self.recorder.ops[-1]
-            self.progress.say(f"nemesis {done['f']}: {done.get('value') or done.get('error') or ''}")
-            await _sleep_until(t0 + stop)
+            started = self.recorder.ops[-1]
+            self.progress.say(f"nemesis {started['f']}: {started.get('value') or started.get('error') or ''}")
+            await _wait(done, t0 + stop)
             await self._nemesis_op("stop", nemesis.stop(cluster))
             self.progress.fault = ""
-            self.progress.say("nemesis stop")
+            self.progress.say(f"nemesis {self.recorder.ops[-1]['f']}")
 
 
 def _plain(value: Any) -> Any:
@@ -198,10 +202,13 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-async def _sleep_until(deadline: float) -> None:
+async def _wait(event: asyncio.Event, deadline: float) -> bool:
+    """Wait until the monotonic ``deadline`` or until ``event`` is set; return whether it is set."""
     delay = deadline - time.monotonic()
-    if delay > 0:
-        await asyncio.sleep(delay)
+    if delay > 0 and not event.is_set():
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(event.wait(), delay)
+    return event.is_set()
 
 
 async def _heal(run: _Run, nemesis: Any, cluster: Any) -> None:
@@ -235,13 +242,14 @@ async def _drive(run: _Run, cluster: Any, nemesis: Any) -> None:
     run.progress.say(f"running {config.test_name}: {run.concurrency} clients, {config.rate:g} ops/s, "
                      f"{config.time_limit:g}s, seed {run.seed}")
     workers = [asyncio.create_task(run.worker(i, endpoints, gen, pacer, stop)) for i in range(run.concurrency)]
-    nemesis_task = asyncio.create_task(run.nemesis_loop(nemesis, cluster, t0)) if nemesis is not None else None
+    nemesis_task = asyncio.create_task(run.nemesis_loop(nemesis, cluster, t0, stop)) if nemesis is not None else None
     try:
         await asyncio.sleep(config.time_limit)
         stop.set()
         run.progress.phase = "draining"
         run.progress.say("time limit reached; waiting for ops in flight")
-        done, pending = await asyncio.wait(workers, timeout=config.op_timeout + 5.0)
+        waiting = [*workers, *([nemesis_task] if nemesis_task is not None else [])]
+        done, pending = await asyncio.wait(waiting, timeout=config.op_timeout + 60.0)
         for task in done:
             if task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
