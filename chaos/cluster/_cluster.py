@@ -314,25 +314,14 @@ class ChaosCluster:
         """Return the node every reachable node agrees leads, or None.
 
         Reachable nodes are those running, not paused, that answer ``/v1/status`` within 1 s.
-        Agreement is judged at the highest term any of them reports: the leader must say it
-        leads at that term, every reachable node at that term must name it, and a majority of
-        the cluster must be at that term. Nodes at a lower term (a deposed leader cut off from
-        the rest that has not noticed yet) and nodes that know no leader do not veto.
+        Node X is the leader when X says it leads at term T, a majority of the whole cluster
+        (X included) names X at term T, and no reachable node names another leader at a term
+        of T or more. Nodes that name no leader do not veto (a node cut off from the rest keeps
+        starting elections and may be at a higher term), nor do nodes at a lower term (a
+        deposed leader cut off from the rest that has not noticed yet).
         """
         found = {name: s for name, s in (await self.statuses()).items() if s is not None}
-        if not found:
-            return None
-        by_raft = {self._raft[name]: name for name in self.names}
-        top = max(s.get("term", 0) for s in found.values())
-        current = {name: s for name, s in found.items() if s.get("term") == top}
-        named = {s.get("leader") for s in current.values() if s.get("leader")}
-        if len(named) != 1:
-            return None
-        leader = by_raft.get(named.pop())
-        if leader is None or current.get(leader, {}).get("role") != "leader":
-            return None
-        agreeing = sum(1 for s in current.values() if s.get("leader") == self._raft[leader])
-        return leader if agreeing > self.n // 2 else None
+        return agreed_leader(found, self._raft, self.n)
 
     async def wait_for_leader(self, timeout: float = 15.0) -> str:
         """Poll :meth:`leader` until one is agreed; raise ``TimeoutError`` after ``timeout`` s."""
@@ -516,6 +505,20 @@ class ChaosCluster:
         else:
             await self._api.remove_toxic(link.proxy, name)
             self._one_way.discard((sender, receiver))
+
+
+def agreed_leader(statuses: Mapping[str, Mapping[str, Any]], raft: Mapping[str, str], n: int) -> str | None:
+    """Return the node that leads by the rule of :meth:`ChaosCluster.leader`, given the statuses
+    of the reachable nodes (name -> ``/v1/status`` body), every node's Raft address and the size."""
+    for name, status in statuses.items():
+        if status.get("role") != "leader":
+            continue
+        term, me = status.get("term", 0), raft[name]
+        supporters = sum(1 for s in statuses.values() if s.get("leader") == me and s.get("term") == term)
+        conflicting = any(s.get("leader") not in (None, me) and s.get("term", 0) >= term for s in statuses.values())
+        if supporters > n // 2 and not conflicting:
+            return name
+    return None
 
 
 class _PortTaken(Exception):
