@@ -9,13 +9,13 @@ import os
 import random
 import signal
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import aiohttp
 
 from chaos.cluster._links import DROP_TOXIC, LATENCY_TOXIC, Link, ProxyAPI
+from chaos.cluster._model import ClusterError, NodeInfo, _last_line, agreed_leader
 from chaos.cluster._procs import HOST, NodeProcess, pick_ports, serve_argv
 from chaos.cluster._topology import Pair, grudge_links, groups_grudge
 
@@ -25,21 +25,6 @@ _LIVE_TIMEOUT = 30.0
 _STATUS_TIMEOUT = 1.0
 _STOP_TIMEOUT = 10.0
 _START_ATTEMPTS = 3
-
-
-class ClusterError(Exception):
-    """The cluster could not do what was asked (a node failed to start, a proxy is gone...)."""
-
-
-@dataclass(frozen=True)
-class NodeInfo:
-    """One node as the harness sees it; ``pid`` is None while the node is killed."""
-
-    name: str
-    raft: str
-    http: str
-    pid: int | None
-    log: Path
 
 
 class ChaosCluster:
@@ -280,10 +265,7 @@ class ChaosCluster:
         procs = list(self._procs.values())
         await asyncio.gather(*(p.terminate(_STOP_TIMEOUT) for p in procs))
         self._paused.clear()
-        if self.toxiproxy_url is not None and self._api is not None and not self._stopped:
-            for link in self._links.values():  # a retried start makes new proxies
-                await self._api.destroy(link.proxy)
-        self._procs = {}
+        self._procs = {}  # a retried start replaces the proxies by name
 
     # -- status and leader -------------------------------------------------------------------
 
@@ -507,27 +489,5 @@ class ChaosCluster:
             self._one_way.discard((sender, receiver))
 
 
-def agreed_leader(statuses: Mapping[str, Mapping[str, Any]], raft: Mapping[str, str], n: int) -> str | None:
-    """Return the node that leads by the rule of :meth:`ChaosCluster.leader`, given the statuses
-    of the reachable nodes (name -> ``/v1/status`` body), every node's Raft address and the size."""
-    for name, status in statuses.items():
-        if status.get("role") != "leader":
-            continue
-        term, me = status.get("term", 0), raft[name]
-        supporters = sum(1 for s in statuses.values() if s.get("leader") == me and s.get("term") == term)
-        conflicting = any(s.get("leader") not in (None, me) and s.get("term", 0) >= term for s in statuses.values())
-        if supporters > n // 2 and not conflicting:
-            return name
-    return None
-
-
 class _PortTaken(Exception):
     """A port we picked was taken before we bound it."""
-
-
-def _last_line(path: Path) -> str:
-    try:
-        lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
-    except OSError:
-        return ""
-    return lines[-1] if lines else ""
