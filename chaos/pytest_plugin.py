@@ -24,7 +24,7 @@ import pytest
 try:
     import pytest_asyncio
 except ImportError:  # pragma: no cover - the fixture then explains itself when used
-    pytest_asyncio = None
+    pytest_asyncio = None  # type: ignore[assignment]
 
 ClusterFactory = Callable[..., Awaitable[Any]]
 

@@ -9,13 +9,13 @@ import os
 import random
 import signal
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import aiohttp
 
 from chaos.cluster._links import DROP_TOXIC, LATENCY_TOXIC, Link, ProxyAPI
+from chaos.cluster._model import ClusterError, NodeInfo, _last_line, agreed_leader
 from chaos.cluster._procs import HOST, NodeProcess, pick_ports, serve_argv
 from chaos.cluster._topology import Pair, grudge_links, groups_grudge
 
@@ -25,21 +25,6 @@ _LIVE_TIMEOUT = 30.0
 _STATUS_TIMEOUT = 1.0
 _STOP_TIMEOUT = 10.0
 _START_ATTEMPTS = 3
-
-
-class ClusterError(Exception):
-    """The cluster could not do what was asked (a node failed to start, a proxy is gone...)."""
-
-
-@dataclass(frozen=True)
-class NodeInfo:
-    """One node as the harness sees it; ``pid`` is None while the node is killed."""
-
-    name: str
-    raft: str
-    http: str
-    pid: int | None
-    log: Path
 
 
 class ChaosCluster:
@@ -280,10 +265,7 @@ class ChaosCluster:
         procs = list(self._procs.values())
         await asyncio.gather(*(p.terminate(_STOP_TIMEOUT) for p in procs))
         self._paused.clear()
-        if self.toxiproxy_url is not None and self._api is not None and not self._stopped:
-            for link in self._links.values():  # a retried start makes new proxies
-                await self._api.destroy(link.proxy)
-        self._procs = {}
+        self._procs = {}  # a retried start replaces the proxies by name
 
     # -- status and leader -------------------------------------------------------------------
 
@@ -314,25 +296,14 @@ class ChaosCluster:
         """Return the node every reachable node agrees leads, or None.
 
         Reachable nodes are those running, not paused, that answer ``/v1/status`` within 1 s.
-        Agreement is judged at the highest term any of them reports: the leader must say it
-        leads at that term, every reachable node at that term must name it, and a majority of
-        the cluster must be at that term. Nodes at a lower term (a deposed leader cut off from
-        the rest that has not noticed yet) and nodes that know no leader do not veto.
+        Node X is the leader when X says it leads at term T, a majority of the whole cluster
+        (X included) names X at term T, and no reachable node names another leader at a term
+        of T or more. Nodes that name no leader do not veto (a node cut off from the rest keeps
+        starting elections and may be at a higher term), nor do nodes at a lower term (a
+        deposed leader cut off from the rest that has not noticed yet).
         """
         found = {name: s for name, s in (await self.statuses()).items() if s is not None}
-        if not found:
-            return None
-        by_raft = {self._raft[name]: name for name in self.names}
-        top = max(s.get("term", 0) for s in found.values())
-        current = {name: s for name, s in found.items() if s.get("term") == top}
-        named = {s.get("leader") for s in current.values() if s.get("leader")}
-        if len(named) != 1:
-            return None
-        leader = by_raft.get(named.pop())
-        if leader is None or current.get(leader, {}).get("role") != "leader":
-            return None
-        agreeing = sum(1 for s in current.values() if s.get("leader") == self._raft[leader])
-        return leader if agreeing > self.n // 2 else None
+        return agreed_leader(found, self._raft, self.n)
 
     async def wait_for_leader(self, timeout: float = 15.0) -> str:
         """Poll :meth:`leader` until one is agreed; raise ``TimeoutError`` after ``timeout`` s."""
@@ -520,11 +491,3 @@ class ChaosCluster:
 
 class _PortTaken(Exception):
     """A port we picked was taken before we bound it."""
-
-
-def _last_line(path: Path) -> str:
-    try:
-        lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
-    except OSError:
-        return ""
-    return lines[-1] if lines else ""

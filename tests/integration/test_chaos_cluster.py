@@ -129,6 +129,55 @@ async def test_isolated_leader_steps_down_majority_elects_and_commits_then_heal_
     print(f"new leader {new} elected {elected:.2f}s after isolating {old}")
 
 
+async def test_five_nodes_leader_in_a_two_node_minority(cluster):
+    c = await cluster(n=5)
+    old = await c.wait_for_leader()
+    before = await incr(c)
+    minority = [old, next(n for n in c.names if n != old)]
+    majority = [n for n in c.names if n not in minority]
+    await c.partition([minority, majority])
+    assert len(c.faults["cut"]) == 6  # 2 x 3 links between the sides
+
+    async def majority_leader() -> str | None:
+        leader = await c.leader()
+        return leader if leader in majority else None
+
+    await eventually(majority_leader, 15, "a leader in the majority")
+
+    async def minority_leaderless() -> bool:
+        statuses = [await c.status(n) for n in minority]
+        return all(s is not None and s["role"] != "leader" for s in statuses)
+
+    await eventually(minority_leaderless, 10, "the minority's leader to step down")
+    after = await incr(c, via=majority, timeout=20)
+    assert after == before + 1
+    assert [await stale_value(c, n) for n in minority] == [before, before]
+    await c.heal()
+    for n in minority:
+        await caught_up(c, n, after)
+
+
+async def test_one_way_loss_from_the_leader_gets_it_replaced(cluster):
+    c = await cluster(n=3)
+    old = await c.wait_for_leader()
+    rest = [n for n in c.names if n != old]
+    await c.apply_grudge({n: [old] for n in rest})  # nobody hears the leader; it hears everybody
+    assert c.faults["one_way"] == [[old, n] for n in rest] and c.faults["cut"] == []
+    link = c.link(old, rest[0])
+    assert (await c.link_state(old, rest[0]))["toxics"] == [f"raftwork-drop-{link.stream_from(old)}"]
+
+    async def new_leader() -> str | None:
+        leader = await c.leader()
+        return leader if leader in rest else None
+
+    await eventually(new_leader, 15, "the others to elect a leader")
+    value = await incr(c, via=rest, timeout=20)
+    await c.uncut(old, rest[0])
+    await c.uncut(old, rest[1])
+    assert c.faults["one_way"] == [] and (await c.link_state(old, rest[0]))["toxics"] == []
+    await caught_up(c, old, value)
+
+
 async def test_partition_groups_cut_only_links_between_groups(cluster):
     c = await cluster(n=3)
     await c.partition([["n1"], ["n2"]])  # n3 is not listed: it forms its own group

@@ -66,3 +66,44 @@ def test_the_fixture_cleans_up_after_a_failing_test(tmp_path: Path):
     )
     assert "1 failed, 2 passed" in result.stdout, result.stdout + result.stderr
     assert "fails on purpose" in result.stdout
+
+
+ORPHAN_SCRIPT = '''
+import asyncio, sys
+from pathlib import Path
+from chaos.cluster import ChaosCluster
+
+async def main():
+    c = ChaosCluster(n=3, data_dir=Path(sys.argv[1]))
+    await c.start()
+    print(" ".join(str(node.pid) for node in c.nodes), flush=True)
+    await asyncio.Event().wait()  # until killed
+
+asyncio.run(main())
+'''
+
+
+def test_nodes_do_not_outlive_a_killed_harness(tmp_path: Path):
+    import os
+    import signal
+
+    from chaos.cluster import pid_alive
+    from tests.integration.server_procs import wait_for
+
+    harness = subprocess.Popen([sys.executable, "-c", ORPHAN_SCRIPT, str(tmp_path / "c")], cwd=ROOT, env=env(),
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    pids: list[int] = []
+    try:
+        assert harness.stdout is not None
+        pids = [int(p) for p in harness.stdout.readline().split()]
+        assert len(pids) == 3 and all(pid_alive(p) for p in pids)
+        os.kill(harness.pid, signal.SIGKILL)  # no stop(), no finally: only the children's own watch
+        harness.wait(10)
+        wait_for(lambda: not any(pid_alive(p) for p in pids), 15, "the nodes to stop by themselves")
+    finally:
+        if harness.poll() is None:
+            harness.kill()
+            harness.wait()
+        for pid in pids:
+            if pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
