@@ -81,6 +81,18 @@ def _positive(kind: Any) -> Any:
     return parse
 
 
+def _interval(text: str) -> tuple[float, float]:
+    try:
+        parts = [float(x) for x in text.split(",")]
+    except ValueError:
+        parts = []
+    if len(parts) == 1:
+        parts = [parts[0], parts[0]]
+    if len(parts) != 2 or not 0 < parts[0] <= parts[1]:
+        raise argparse.ArgumentTypeError(f"give seconds as LO,HI (0 < LO <= HI) or one number, not {text!r}")
+    return parts[0], parts[1]
+
+
 def _common(p: argparse.ArgumentParser, time_limit: float) -> None:
     p.add_argument("--nodes", type=_positive(int), default=3, help="cluster size (default 3)")
     p.add_argument("--time-limit", type=_positive(float), default=time_limit, metavar="S",
@@ -92,6 +104,8 @@ def _common(p: argparse.ArgumentParser, time_limit: float) -> None:
     p.add_argument("--toxiproxy", metavar="URL", default=None,
                    help="an external Toxiproxy server (default: the embedded one)")
     p.add_argument("--op-timeout", type=_positive(float), default=5.0, metavar="S", help="each op's deadline (default 5)")
+    p.add_argument("--nemesis-interval", type=_interval, default=(5.0, 10.0), metavar="LO,HI",
+                   help="seconds each fault lasts and each quiet period between faults, drawn from [LO, HI] (default 5,10)")
     p.add_argument("--recovery", type=float, default=5.0, metavar="S", help="quiet seconds after the final heal (default 5)")
     p.add_argument("--checker-timeout", type=_positive(float), default=120.0, metavar="S",
                    help="linearizability search budget, then 'unknown' (default 120)")
@@ -135,7 +149,8 @@ def _config(args: argparse.Namespace, workload: str, nemesis: str, name: str | N
     return TestConfig(workload=workload, nemesis=nemesis, nodes=args.nodes, time_limit=args.time_limit,
                       concurrency=args.concurrency, rate=args.rate, seed=args.seed, store=args.store,
                       toxiproxy=args.toxiproxy, name=name, op_timeout=args.op_timeout, recovery=args.recovery,
-                      checker_timeout=args.checker_timeout, progress=not args.quiet)
+                      checker_timeout=args.checker_timeout, nemesis_interval=args.nemesis_interval,
+                      progress=not args.quiet)
 
 
 def _verdict(valid: Any) -> str:
