@@ -60,6 +60,8 @@ async def test_fixture_stops_embedded_toxiproxy_and_nodes(cluster, tmp_path):
     url = c.toxiproxy
     assert str(c.data_dir).startswith(str(tmp_path))
     assert Toxiproxy(url).running()
+    await c.pause("n2")          # stop() must cope with a paused node and a cut link
+    await c.cut("n1", "n3")
     await c.stop()
     assert not any(pid_alive(pid) for pid in pids)
     assert not Toxiproxy(url).running()
