@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any, Iterable
 
+from chaos.history import Op
 from chaos.runner.config import TestConfig
 from chaos.workloads import Workload
 
@@ -47,7 +48,9 @@ def op_counts(history: list[dict[str, Any]]) -> dict[str, Any]:
 def check_history(workload: Workload, history: list[dict[str, Any]], config: TestConfig) -> dict[str, Any]:
     """Return ``results.json``: the verdict, each checker's result, and op counts."""
     started = time.monotonic()
-    checkers = workload.check(history, timeout=config.checker_timeout)
+    # Ops carry their line in history.jsonl (index + 1), so a failing op can be found in the file.
+    ops = [Op.from_dict(op, index=i, line=i + 1) for i, op in enumerate(history)]
+    checkers = workload.check(ops, timeout=config.checker_timeout)  # type: ignore[arg-type]
     valid = merge_valid(r.get("valid") for r in checkers.values())
     return {"valid": valid, "test": config.test_name, "workload": config.workload, "nemesis": config.nemesis,
             "seed": config.seed, "checkers": checkers, "ops": op_counts(history),
