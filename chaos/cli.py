@@ -14,7 +14,7 @@ import sys
 from typing import Sequence
 
 # Modules that provide a ``register(subparsers)`` function, in help order.
-SUBCOMMAND_MODULES: tuple[str, ...] = ("chaos.toxiproxy.cli", "chaos.checker.cli")
+SUBCOMMAND_MODULES: tuple[str, ...] = ("chaos.run_cli", "chaos.checker.cli", "chaos.toxiproxy.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

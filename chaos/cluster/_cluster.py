@@ -1,0 +1,493 @@
+"""``ChaosCluster``: N ``consensus serve`` processes whose peer links run through Toxiproxy."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import random
+import signal
+import time
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import aiohttp
+
+from chaos.cluster._links import DROP_TOXIC, LATENCY_TOXIC, Link, ProxyAPI
+from chaos.cluster._model import ClusterError, NodeInfo, _last_line, agreed_leader
+from chaos.cluster._procs import HOST, NodeProcess, pick_ports, serve_argv
+from chaos.cluster._topology import Pair, grudge_links, groups_grudge
+
+log = logging.getLogger("chaos.cluster")
+
+_LIVE_TIMEOUT = 30.0
+_STATUS_TIMEOUT = 1.0
+_STOP_TIMEOUT = 10.0
+_START_ATTEMPTS = 3
+
+
+class ChaosCluster:
+    """Run ``n`` nodes as local processes, each peer link through its own Toxiproxy proxy.
+
+    ::
+
+        async with ChaosCluster(n=3, data_dir=tmp_path) as c:
+            leader = await c.wait_for_leader()
+            await c.isolate(leader)
+            ...
+            await c.heal()
+
+    Clients talk to nodes' HTTP ports directly; only Raft traffic crosses Toxiproxy. Every
+    process is started and stopped by PID; :meth:`stop` heals and stops everything, and is
+    idempotent. With ``toxiproxy_url=None`` an embedded Toxiproxy (a
+    :class:`chaos.toxiproxy.BackgroundServer` in a thread) is started and stopped with the
+    cluster; otherwise the proxies are created on that server (named ``proxy_prefix + "n3->n1"``)
+    and deleted at stop.
+    """
+
+    def __init__(self, n: int = 3, apps: Sequence[str] = ("counter",), data_dir: Path | str = "chaos-cluster",
+                 toxiproxy_url: str | None = None, token: str | None = None, *, proxy_prefix: str = "",
+                 rng: random.Random | None = None) -> None:
+        if not 1 <= n <= 15:
+            raise ValueError("n must be from 1 to 15")
+        self.n = n
+        self.apps = tuple(apps)
+        self.data_dir = Path(data_dir).resolve()
+        self.toxiproxy_url = toxiproxy_url
+        self.token = token
+        self.proxy_prefix = proxy_prefix
+        self._rng = rng or random.Random()
+        self.names = [f"n{i + 1}" for i in range(n)]
+        self._raft: dict[str, str] = {}
+        self._http: dict[str, str] = {}
+        self._procs: dict[str, NodeProcess] = {}
+        self._links: dict[Pair, Link] = {}
+        self._embedded: Any = None  # BackgroundServer when we run Toxiproxy ourselves
+        self._api: ProxyAPI | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._cut: set[Pair] = set()
+        self._one_way: set[tuple[str, str]] = set()  # (sender, receiver)
+        self._slow: dict[Pair, tuple[int, int]] = {}
+        self._paused: set[str] = set()
+        self._killed: set[str] = set()
+        self._started = False
+        self._stopped = False
+
+    # -- views -------------------------------------------------------------------------------
+
+    @property
+    def nodes(self) -> list[NodeInfo]:
+        return [NodeInfo(name, self._raft.get(name, ""), self._http.get(name, ""),
+                         self._procs[name].pid if name in self._procs else None, self.log_path(name))
+                for name in self.names]
+
+    @property
+    def endpoints(self) -> list[str]:
+        return [self._http[name] for name in self.names]
+
+    @property
+    def links(self) -> list[Link]:
+        return sorted(self._links.values(), key=lambda link: link.proxy)
+
+    @property
+    def faults(self) -> dict[str, Any]:
+        """What is injected now, as plain JSON-able data (sorted, so equal states compare equal)."""
+        return {
+            "cut": sorted(sorted(p) for p in self._cut),
+            "one_way": sorted([s, r] for s, r in self._one_way),
+            "slow": [{"link": sorted(p), "latency_ms": lat, "jitter_ms": jit}
+                     for p, (lat, jit) in sorted(self._slow.items(), key=lambda kv: sorted(kv[0]))],
+            "paused": sorted(self._paused),
+            "killed": sorted(self._killed),
+        }
+
+    @property
+    def toxiproxy(self) -> str:
+        """The URL of the Toxiproxy API in use."""
+        assert self._api is not None, "start() the cluster first"
+        return self._api.url
+
+    def log_path(self, name: str) -> Path:
+        return self.data_dir / f"{name}.log"
+
+    def node(self, name: str) -> NodeInfo:
+        self._check(name)
+        return self.nodes[self.names.index(name)]
+
+    def link(self, a: str, b: str) -> Link:
+        self._check(a)
+        self._check(b)
+        if a == b:
+            raise ValueError(f"a link needs two different nodes, not {a} twice")
+        return self._links[frozenset((a, b))]
+
+    def client(self, **kw: Any) -> Any:
+        """Return a :class:`consensus.client.Client` over every node's endpoint (close it when done)."""
+        from consensus.client import Client
+
+        kw.setdefault("token", self.token)
+        return Client(self.endpoints, **kw)
+
+    def _check(self, name: str) -> None:
+        if name not in self.names:
+            raise ValueError(f"unknown node {name!r}; nodes are {', '.join(self.names)}")
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> "ChaosCluster":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.stop()
+
+    async def start(self, timeout: float = 60.0) -> None:
+        """Start Toxiproxy (unless given), the proxies and the nodes; wait until a leader is agreed."""
+        if self._started:
+            raise ClusterError("this cluster was started already")
+        self._started = True
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            await self._start_toxiproxy()
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64))
+            for attempt in range(1, _START_ATTEMPTS + 1):
+                try:
+                    await self._launch()
+                    break
+                except _PortTaken as exc:  # someone took a port between our check and the bind
+                    log.warning("chaos cluster start attempt %d: %s; retrying with other ports", attempt, exc)
+                    await self._teardown_nodes()
+                    if attempt == _START_ATTEMPTS:
+                        raise ClusterError(str(exc)) from None
+            await self.wait_for_leader(timeout)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start_toxiproxy(self) -> None:
+        if self.toxiproxy_url is None:
+            from chaos.toxiproxy import BackgroundServer
+
+            self._embedded = BackgroundServer(HOST, 0)
+            await asyncio.to_thread(self._embedded.start)
+            url = self._embedded.url
+        else:
+            url = self.toxiproxy_url
+        self._api = ProxyAPI(url)
+
+    async def _launch(self) -> None:
+        """Pick ports, create the proxies, spawn the nodes and wait until each serves HTTP."""
+        pair_count = self.n * (self.n - 1) // 2
+        ports = pick_ports(2 * self.n + pair_count, self._rng)
+        for i, name in enumerate(self.names):
+            self._raft[name] = f"{HOST}:{ports[i]}"
+            self._http[name] = f"http://{HOST}:{ports[self.n + i]}"
+        proxy_ports = iter(ports[2 * self.n:])
+        assert self._api is not None
+        self._links = {}
+        for a, b in itertools.combinations(self.names, 2):
+            # pysyncobj: only the node whose address string is greater dials (transport._shouldConnect).
+            dialer, target = (a, b) if self._raft[a] > self._raft[b] else (b, a)
+            proxy = f"{self.proxy_prefix}{dialer}->{target}"
+            try:
+                listen = await self._api.create(proxy, f"{HOST}:{next(proxy_ports)}", self._raft[target])
+            except Exception as exc:
+                if "address already in use" in str(exc):
+                    raise _PortTaken(f"proxy {proxy}: {exc}") from None
+                raise
+            self._links[frozenset((a, b))] = Link(dialer, target, proxy, listen, self._raft[target])
+        peers = ",".join(f"{self._raft[n]}={self._http[n]}" for n in self.names)
+        token_file = self._write_token()
+        for name in self.names:
+            routes = {link.upstream: link.listen for link in self._links.values() if link.dialer == name}
+            argv = serve_argv(self._raft[name], peers, self._http[name].removeprefix("http://"),
+                              self.data_dir / name, ",".join(self.apps), token_file, routes)
+            self._procs[name] = NodeProcess(name, argv, self.log_path(name))
+            self._procs[name].spawn()
+        await asyncio.gather(*(self._wait_live(name) for name in self.names))
+        log.info("chaos cluster of %d nodes serving in %s", self.n, self.data_dir)
+
+    def _write_token(self) -> Path | None:
+        if self.token is None:
+            return None
+        path = self.data_dir / "token"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(self.token)
+        return path
+
+    async def _wait_live(self, name: str, timeout: float = _LIVE_TIMEOUT) -> None:
+        proc = self._procs[name]
+        deadline = time.monotonic() + timeout
+        while True:
+            code = proc.returncode
+            if code is not None:
+                last = _last_line(proc.log)
+                if "in use" in last:
+                    raise _PortTaken(f"{name}: {last}")
+                raise ClusterError(f"node {name} exited with code {code}: {last or 'see ' + str(proc.log)}")
+            if await self._get(name, "/livez") is not None:
+                return
+            if time.monotonic() > deadline:
+                raise ClusterError(f"node {name} did not serve HTTP within {timeout:.0f}s; see {proc.log}")
+            await asyncio.sleep(0.05)
+
+    async def stop(self) -> None:
+        """Heal, stop every node by PID (SIGTERM, SIGKILL after a deadline), remove the proxies,
+        stop the embedded Toxiproxy. Safe to call twice, and after a failed start."""
+        if self._stopped:
+            return
+        self._stopped = True
+        try:
+            if self._api is not None and self._links:
+                try:
+                    await self.heal()
+                except Exception as exc:  # keep going: processes must still be stopped
+                    log.warning("chaos cluster: heal during stop failed: %s", exc)
+        finally:
+            await self._teardown_nodes()
+            if self._session is not None:
+                await self._session.close()
+            if self._api is not None:
+                if self._embedded is None:
+                    for link in self._links.values():
+                        try:
+                            await self._api.destroy(link.proxy)
+                        except Exception as exc:
+                            log.warning("chaos cluster: could not delete proxy %s: %s", link.proxy, exc)
+                self._api.close()
+            if self._embedded is not None:
+                await asyncio.to_thread(self._embedded.stop)
+                self._embedded = None
+
+    async def _teardown_nodes(self) -> None:
+        procs = list(self._procs.values())
+        await asyncio.gather(*(p.terminate(_STOP_TIMEOUT) for p in procs))
+        self._paused.clear()
+        self._procs = {}  # a retried start replaces the proxies by name
+
+    # -- status and leader -------------------------------------------------------------------
+
+    async def _get(self, name: str, path: str, timeout: float = _STATUS_TIMEOUT) -> Any:
+        """GET a node's JSON, or None if it does not answer in time."""
+        assert self._session is not None
+        try:
+            async with self._session.get(self._http[name] + path, timeout=aiohttp.ClientTimeout(total=timeout)) as r:
+                if r.status != 200:
+                    return None
+                return await r.json()
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+            return None
+
+    async def status(self, name: str, timeout: float = _STATUS_TIMEOUT) -> dict[str, Any] | None:
+        """Return ``GET /v1/status`` of one node, or None if it is down, paused or slow to answer."""
+        self._check(name)
+        if self._procs.get(name) is None or self._procs[name].pid is None or name in self._paused:
+            return None
+        result: dict[str, Any] | None = await self._get(name, "/v1/status", timeout)
+        return result
+
+    async def statuses(self) -> dict[str, dict[str, Any] | None]:
+        found = await asyncio.gather(*(self.status(name) for name in self.names))
+        return dict(zip(self.names, found))
+
+    async def leader(self) -> str | None:
+        """Return the node every reachable node agrees leads, or None.
+
+        Reachable nodes are those running, not paused, that answer ``/v1/status`` within 1 s.
+        Node X is the leader when X says it leads at term T, a majority of the whole cluster
+        (X included) names X at term T, and no reachable node names another leader at a term
+        of T or more. Nodes that name no leader do not veto (a node cut off from the rest keeps
+        starting elections and may be at a higher term), nor do nodes at a lower term (a
+        deposed leader cut off from the rest that has not noticed yet).
+        """
+        found = {name: s for name, s in (await self.statuses()).items() if s is not None}
+        return agreed_leader(found, self._raft, self.n)
+
+    async def wait_for_leader(self, timeout: float = 15.0) -> str:
+        """Poll :meth:`leader` until one is agreed; raise ``TimeoutError`` after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        while True:
+            leader = await self.leader()
+            if leader is not None:
+                return leader
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no agreed leader within {timeout:.1f}s; statuses: {await self._brief()}")
+            await asyncio.sleep(0.05)
+
+    async def _brief(self) -> dict[str, str]:
+        return {name: "down" if s is None else f"{s.get('role')} term {s.get('term')} leader {s.get('leader')}"
+                for name, s in (await self.statuses()).items()}
+
+    # -- processes ---------------------------------------------------------------------------
+
+    async def kill(self, name: str) -> None:
+        """SIGKILL a node by PID and reap it; the node stays down until :meth:`restart`."""
+        self._check(name)
+        await self._procs[name].kill()
+        self._killed.add(name)
+        self._paused.discard(name)
+        log.info("chaos cluster: killed %s", name)
+
+    async def restart(self, name: str, timeout: float = _LIVE_TIMEOUT) -> None:
+        """Start a killed (or exited) node again: same data dir, ports and routes; wait until it serves HTTP."""
+        self._check(name)
+        proc = self._procs[name]
+        if proc.pid is not None:
+            raise ClusterError(f"{name} is running (pid {proc.pid}); kill it before restarting it")
+        proc.spawn()
+        self._killed.discard(name)
+        try:
+            await self._wait_live(name, timeout)
+        except _PortTaken as exc:
+            raise ClusterError(f"cannot restart {name}: {exc}") from None
+        log.info("chaos cluster: restarted %s as pid %s", name, proc.pid)
+
+    async def pause(self, name: str) -> None:
+        """SIGSTOP a node: it keeps its sockets but answers nothing until :meth:`resume`."""
+        self._check(name)
+        if not self._procs[name].signal(signal.SIGSTOP):
+            raise ClusterError(f"cannot pause {name}: it is not running")
+        self._paused.add(name)
+
+    async def resume(self, name: str) -> None:
+        """SIGCONT a paused node."""
+        self._check(name)
+        self._procs[name].signal(signal.SIGCONT)
+        self._paused.discard(name)
+
+    # -- network -----------------------------------------------------------------------------
+
+    async def partition(self, groups: Iterable[Iterable[str]]) -> None:
+        """Cut every link between nodes of different groups, both directions.
+
+        Nodes not listed in any group form one more group together, so ``partition([["n1"]])``
+        isolates n1 from the rest. This replaces the current cuts and one-way drops (links
+        inside a group are restored); latency stays.
+        """
+        await self.apply_grudge(groups_grudge(self.names, groups))
+
+    async def isolate(self, name: str) -> None:
+        """Cut ``name`` off from every other node (a partition ``[[name], rest]``)."""
+        self._check(name)
+        await self.partition([[name]])
+
+    async def apply_grudge(self, grudge: Mapping[str, Iterable[str]]) -> None:
+        """Make the network match a grudge (receiver -> senders it must not hear from).
+
+        Pairs that drop each other are cut (proxy disabled); a one-sided drop becomes a
+        ``timeout`` toxic on the sender's stream (see :meth:`one_way`). Replaces the current cuts
+        and one-way drops; latency stays.
+        """
+        cuts, one_way = grudge_links(self.names, {k: list(v) for k, v in grudge.items()})
+        for pair in self._cut - cuts:
+            await self._set_cut(pair, False)
+        for sender, receiver in self._one_way - one_way:
+            await self._set_drop(sender, receiver, False)
+        for pair in sorted(cuts - self._cut, key=sorted):
+            await self._set_cut(pair, True)
+        for sender, receiver in sorted(one_way - self._one_way):
+            await self._set_drop(sender, receiver, True)
+
+    async def cut(self, a: str, b: str) -> None:
+        """Cut the link between ``a`` and ``b`` (both directions): its proxy closes its
+        connections and refuses new ones."""
+        await self._set_cut(self.link(a, b).pair, True)
+
+    async def uncut(self, a: str, b: str) -> None:
+        """Restore the link between ``a`` and ``b``: re-enable it and drop any one-way loss on it."""
+        pair = self.link(a, b).pair
+        await self._set_cut(pair, False)
+        for sender, receiver in [(a, b), (b, a)]:
+            if (sender, receiver) in self._one_way:
+                await self._set_drop(sender, receiver, False)
+
+    async def one_way(self, sender: str, receiver: str) -> None:
+        """Lose everything ``sender`` sends to ``receiver``; the other direction still flows.
+
+        This is a Toxiproxy ``timeout`` toxic with timeout 0 on the sender's stream of the link:
+        the connection stays open, bytes from ``sender`` are read and thrown away, bytes from
+        ``receiver`` pass. Removing it (uncut, heal) closes the link's connections, which then
+        reconnect: Raft sees one fresh connection, not a burst of old messages.
+        """
+        self.link(sender, receiver)
+        await self._set_drop(sender, receiver, True)
+
+    async def slow(self, latency_ms: int, jitter_ms: int = 0, nodes: Sequence[str] | None = None) -> None:
+        """Delay every link touching ``nodes`` (all links if None) by ``latency_ms`` +- ``jitter_ms``
+        in each direction, so a round trip over it takes at least twice ``latency_ms``.
+
+        Calling it again changes the delay of those links.
+        """
+        if latency_ms < 0 or jitter_ms < 0:
+            raise ValueError("latency and jitter must not be negative")
+        chosen = set(self.names if nodes is None else nodes)
+        for name in chosen:
+            self._check(name)
+        assert self._api is not None
+        for pair, link in sorted(self._links.items(), key=lambda kv: kv[1].proxy):
+            if not pair & chosen:
+                continue
+            for stream in ("upstream", "downstream"):
+                await self._api.add_toxic(link.proxy, f"{LATENCY_TOXIC}-{stream}", "latency", stream,
+                                          {"latency": latency_ms, "jitter": jitter_ms})
+            self._slow[pair] = (latency_ms, jitter_ms)
+
+    async def unslow(self, nodes: Sequence[str] | None = None) -> None:
+        """Remove the latency from links touching ``nodes`` (all links if None)."""
+        chosen = set(self.names if nodes is None else nodes)
+        assert self._api is not None
+        for pair in [p for p in self._slow if p & chosen]:
+            link = self._links[pair]
+            for stream in ("upstream", "downstream"):
+                await self._api.remove_toxic(link.proxy, f"{LATENCY_TOXIC}-{stream}")
+            del self._slow[pair]
+
+    async def link_state(self, a: str, b: str) -> dict[str, Any]:
+        """Return the link's proxy as Toxiproxy sees it: ``{"enabled", "listen", "toxics"}``."""
+        assert self._api is not None
+        link = self.link(a, b)
+        state = await self._api.state(link.proxy)
+        if state is None:
+            raise ClusterError(f"proxy {link.proxy} is missing from Toxiproxy at {self._api.url}")
+        return state
+
+    async def heal_network(self) -> None:
+        """Restore every link: remove every toxic (latency too) and re-enable every proxy."""
+        assert self._api is not None
+        for link in self.links:
+            await self._api.heal(link.proxy)
+        self._cut.clear()
+        self._one_way.clear()
+        self._slow.clear()
+
+    async def heal(self) -> None:
+        """Remove every toxic, re-enable every proxy and resume paused nodes (killed ones stay down)."""
+        for name in sorted(self._paused):
+            await self.resume(name)
+        await self.heal_network()
+
+    async def _set_cut(self, pair: Pair, cut: bool) -> None:
+        assert self._api is not None
+        await self._api.set_enabled(self._links[pair].proxy, not cut)
+        if cut:
+            self._cut.add(pair)
+        else:
+            self._cut.discard(pair)
+
+    async def _set_drop(self, sender: str, receiver: str, drop: bool) -> None:
+        assert self._api is not None
+        link = self.link(sender, receiver)
+        stream = link.stream_from(sender)
+        name = f"{DROP_TOXIC}-{stream}"
+        if drop:
+            await self._api.add_toxic(link.proxy, name, "timeout", stream, {"timeout": 0})
+            self._one_way.add((sender, receiver))
+        else:
+            await self._api.remove_toxic(link.proxy, name)
+            self._one_way.discard((sender, receiver))
+
+
+class _PortTaken(Exception):
+    """A port we picked was taken before we bound it."""

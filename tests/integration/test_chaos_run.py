@@ -1,0 +1,121 @@
+"""``chaos test`` / ``test-all`` / ``analyze`` as a user runs them: subprocesses on a real cluster."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.server_procs import pid_alive
+
+ROOT = Path(__file__).resolve().parents[2]
+REPORT = ("history.jsonl", "results.json", "test.json", "cluster.json", "latency-raw.png", "latency-quantiles.png",
+          "rate.png", "timeline.html", "nodes/n1.log", "nodes/n2.log", "nodes/n3.log")
+
+
+def chaos(*argv: str, timeout: float = 150) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "chaos", *argv], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+def no_process_left(run: Path) -> None:
+    pids = json.loads((run / "cluster.json").read_text())["pids_seen"]
+    assert len(pids) >= 3
+    deadline = time.monotonic() + 10
+    while [p for p in pids if pid_alive(p)] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [p for p in pids if pid_alive(p)], "node processes left behind"
+
+
+@pytest.fixture(scope="module")
+def partition_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
+    pytest.importorskip("chaos.nemesis")
+    store = tmp_path_factory.mktemp("store")
+    proc = chaos("test", "--workload", "register", "--nemesis", "partition", "--time-limit", "8", "--nodes", "3",
+                 "--seed", "1", "--recovery", "2", "--store", str(store))
+    return proc, store
+
+
+def test_register_under_partitions_is_valid_and_stored(partition_run):
+    proc, store = partition_run
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    run = (store / "latest").resolve()
+    assert run.parent.name == "register-partition" and (store / "register-partition" / "latest").resolve() == run
+    for name in REPORT:
+        assert (run / name).is_file() and (run / name).stat().st_size > 0, name
+    results = json.loads((run / "results.json").read_text())
+    assert results["valid"] is True and results["checkers"]["linear"]["valid"] is True
+    assert results["checkers"]["linear"]["model"] == "kv" and results["seed"] == 1
+    assert results["ops"]["by_type"]["ok"] > 50 and results["ops"]["nemesis_ops"] >= 4  # start and stop (+ heal)
+    history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+    nemesis = [op for op in history if op["process"] == "nemesis"]
+    assert nemesis[0]["f"] == "start" and nemesis[0]["type"] == "invoke"
+    assert nemesis[1]["f"].startswith("start") and nemesis[1]["type"] == "info"
+    crashed = {op["process"] for op in history if op["type"] == "info" and isinstance(op["process"], int)}
+    for p in crashed:  # a process whose op ended info never invokes again
+        mine = [op for op in history if op["process"] == p]
+        assert mine[-1]["type"] == "info"
+    assert "VALID" in proc.stdout and str(run) in proc.stdout
+    no_process_left(run)
+
+
+def test_analyze_of_the_stored_run_agrees_then_catches_a_corruption(partition_run, tmp_path):
+    proc, store = partition_run
+    assert proc.returncode == 0
+    again = chaos("analyze", "--store", str(store), "--no-report")
+    assert again.returncode == 0, again.stdout + again.stderr
+    run = tmp_path / "copy"
+    shutil.copytree((store / "latest").resolve(), run)
+    lines = (run / "history.jsonl").read_text().splitlines()
+    for i, line in enumerate(lines):
+        op = json.loads(line)
+        if op["type"] == "ok" and op["f"] == "read":
+            op["value"] = [op["value"][0], 99]  # no client ever writes 99
+            lines[i] = json.dumps(op)
+            break
+    (run / "history.jsonl").write_text("\n".join(lines) + "\n")
+    bad = chaos("analyze", str(run), "--no-report")
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    assert "INVALID" in bad.stdout and json.loads((run / "results.json").read_text())["valid"] is False
+
+
+def test_ctrl_c_stops_every_process(tmp_path):
+    store = tmp_path / "store"
+    err = tmp_path / "stderr"
+    with open(err, "w") as sink:
+        proc = subprocess.Popen([sys.executable, "-m", "chaos", "test", "--workload", "counter", "--nemesis", "none",
+                                 "--time-limit", "120", "--store", str(store)], cwd=ROOT, stdout=subprocess.DEVNULL,
+                                stderr=sink)
+    try:
+        deadline = time.monotonic() + 60
+        while "running counter-none" not in err.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, err.read_text()
+            time.sleep(0.2)
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert code == 130, err.read_text()
+    run = next((store / "counter-none").iterdir())
+    assert json.loads((run / "results.json").read_text())["crashed"] == "interrupted"
+    assert (run / "history.jsonl").stat().st_size > 0
+    no_process_left(run)
+
+
+@pytest.mark.slow
+def test_test_all_matrix(tmp_path):
+    proc = chaos("test-all", "--workloads", "register,counter", "--nemeses", "none,partition,kill,pause",
+                 "--time-limit", "15", "--store", str(tmp_path), "--quiet", timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    table = proc.stdout.splitlines()
+    header = next(i for i, line in enumerate(table) if line.startswith("TEST"))
+    rows = table[header + 1:]
+    assert len(rows) == 8 and all(" VALID " in row for row in rows)

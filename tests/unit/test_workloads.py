@@ -1,0 +1,173 @@
+"""Workload generators (golden), op classification, and the runner's pure schedules."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from itertools import islice
+
+import pytest
+
+from chaos.runner import Pacer, Recorder, exit_code, merge_valid, nemesis_schedule, parse_concurrency
+from chaos.run_cli import worst
+from chaos.workloads import (Answer, CounterWorkload, RegisterWorkload, UnknownWorkload, classify_error, counter_ops,
+                             make_workload, register_ops)
+from consensus.errors import Indeterminate, InvalidRequest, NotLeader, Rejected, Unavailable
+
+
+def test_register_ops_golden():
+    assert list(islice(register_ops(random.Random(42)), 6)) == [
+        {"f": "read", "value": [2, None]}, {"f": "cas", "value": [0, [2, 1]]}, {"f": "read", "value": [0, None]},
+        {"f": "read", "value": [2, None]}, {"f": "cas", "value": [2, [4, 0]]}, {"f": "write", "value": [2, 0]}]
+
+
+def test_counter_ops_golden():
+    assert list(islice(counter_ops(random.Random(42)), 6)) == [
+        {"f": "read", "value": None}, {"f": "add", "value": 3}, {"f": "add", "value": 2},
+        {"f": "read", "value": None}, {"f": "read", "value": None}, {"f": "read", "value": None}]
+
+
+def test_generators_are_pure_functions_of_the_seed():
+    a = list(islice(register_ops(random.Random(9), keys=4), 500))
+    b = list(islice(register_ops(random.Random(9), keys=4), 500))
+    assert a == b
+    assert a != list(islice(register_ops(random.Random(10), keys=4), 500))
+
+
+def test_register_keys_retire_after_ops_per_key():
+    keys = [op["value"][0] for op in islice(register_ops(random.Random(1), keys=1, ops_per_key=2), 7)]
+    assert keys == [0, 0, 1, 1, 2, 2, 3]
+    many = list(islice(register_ops(random.Random(1), keys=3, ops_per_key=50), 3000))
+    counts: dict[int, int] = {}
+    for op in many:
+        counts[op["value"][0]] = counts.get(op["value"][0], 0) + 1
+    assert max(counts.values()) <= 50 and len(counts) >= 60
+
+
+@pytest.mark.parametrize("exc, kind", [
+    (Rejected("value mismatch", detail={"value": 3}), "fail"),
+    (NotLeader("x"), "fail"),
+    (Unavailable("no quorum"), "fail"),
+    (InvalidRequest("bad"), "fail"),
+    (Indeterminate("maybe"), "info"),
+    (asyncio.TimeoutError(), "info"),
+    (ConnectionResetError("dropped"), "info"),
+    (RuntimeError("surprise"), "info"),
+])
+def test_only_definite_errors_are_fail(exc, kind):
+    got, value, extra = classify_error(exc)
+    assert got == kind and value is None and extra["error"]
+
+
+def _fake(answers):
+    calls = []
+
+    async def request(method, path, *, body=None, write=False):
+        calls.append((method, path, body, write))
+        answer = answers.pop(0)
+        if isinstance(answer, BaseException):
+            raise answer
+        return Answer(answer, "http://127.0.0.1:1")
+
+    return request, calls
+
+
+async def test_register_invoke_maps_http_to_ops():
+    w = RegisterWorkload()
+    request, calls = _fake([{"value": 3}, {"value": 4}, {"value": 1},
+                            Rejected("value mismatch", detail={"name": "reg-2", "value": 0}), Indeterminate("?")])
+    assert await w.invoke(request, "read", [2, None]) == ("ok", [2, 3], {})
+    assert await w.invoke(request, "write", [2, 4]) == ("ok", [2, 4], {})
+    assert await w.invoke(request, "cas", [2, [4, 1]]) == ("ok", [2, [4, 1]], {})
+    kind, _, extra = await w.invoke(request, "cas", [2, [4, 1]])
+    assert kind == "fail" and extra["error"] == "rejected" and extra["detail"]["value"] == 0
+    assert (await w.invoke(request, "write", [2, 1]))[0] == "info"
+    assert calls[0] == ("GET", "/v1/counters/reg-2", None, False)
+    assert calls[1] == ("PUT", "/v1/counters/reg-2", {"value": 4}, True)
+    assert calls[2] == ("PUT", "/v1/counters/reg-2", {"value": 1, "expect": 4}, True)
+
+
+async def test_counter_invoke_maps_http_to_ops():
+    w = CounterWorkload()
+    request, calls = _fake([{"value": 5}, {"value": 7}, Unavailable("x")])
+    assert await w.invoke(request, "add", 5) == ("ok", 5, {})
+    assert await w.invoke(request, "read", None) == ("ok", 7, {})
+    assert (await w.invoke(request, "add", 2))[0] == "fail"
+    assert calls[0] == ("POST", "/v1/counters/chaos-counter/incr", {"by": 5}, True)
+
+
+def _history(ops):
+    clock = iter(range(0, 10**9, 1000))
+    rec = Recorder(clock_ns=lambda: next(clock))
+    for op in ops:
+        rec.record(*op)
+    return rec.ops
+
+
+def test_register_check_finds_a_stale_read():
+    good = _history([("invoke", 0, "write", [1, 3]), ("ok", 0, "write", [1, 3]),
+                     ("invoke", 1, "read", [1, None]), ("ok", 1, "read", [1, 3])])
+    bad = _history([("invoke", 0, "write", [1, 3]), ("ok", 0, "write", [1, 3]),
+                    ("invoke", 1, "read", [1, None]), ("ok", 1, "read", [1, 0])])
+    assert RegisterWorkload().check(good)["linear"]["valid"] is True
+    result = RegisterWorkload().check(bad)["linear"]
+    assert result["valid"] is False and result["failing_key"] == 1
+
+
+def test_register_final_reads_cover_every_key():
+    history = _history([("invoke", 0, "write", [4, 1]), ("ok", 0, "write", [4, 1]), ("invoke", 1, "read", [2, None]),
+                        ("invoke", "nemesis", "start", None)])
+    assert RegisterWorkload().final_ops(history) == [{"f": "read", "value": [2, None]}, {"f": "read", "value": [4, None]}]
+
+
+def test_counter_check_bounds():
+    ok = _history([("invoke", 0, "add", 2), ("ok", 0, "add", 2), ("invoke", 1, "read", None), ("ok", 1, "read", 2)])
+    bad = _history([("invoke", 0, "add", 2), ("ok", 0, "add", 2), ("invoke", 1, "read", None), ("ok", 1, "read", 5)])
+    assert CounterWorkload().check(ok)["counter"]["valid"] is True
+    assert CounterWorkload().check(bad)["counter"]["valid"] is False
+
+
+@pytest.mark.parametrize("name", ["set", "lock", "kv", "nope"])
+def test_unavailable_workloads_are_refused_in_one_line(name):
+    with pytest.raises(UnknownWorkload) as info:
+        make_workload(name)
+    assert "\n" not in str(info.value) and name in str(info.value) and "register" in str(info.value)
+
+
+@pytest.mark.parametrize("text, nodes, want", [("2n", 3, 6), ("n", 5, 5), ("3n", 3, 9), ("4", 3, 4), (7, 3, 7)])
+def test_parse_concurrency(text, nodes, want):
+    assert parse_concurrency(text, nodes) == want
+
+
+@pytest.mark.parametrize("text", ["0", "0n", "x", "2m", "-1", ""])
+def test_parse_concurrency_rejects(text):
+    with pytest.raises(ValueError):
+        parse_concurrency(text, 3)
+
+
+def test_nemesis_schedule_golden_and_shape():
+    assert nemesis_schedule(random.Random(7), 60) == [(6.619, 12.373), (20.628, 25.99), (33.67, 40.498), (45.788, 53.325)]
+    for seed in range(50):
+        for limit in (8, 20, 60, 300):
+            spans = nemesis_schedule(random.Random(seed), limit)
+            assert spans, (seed, limit)
+            last = 0.0
+            for start, stop in spans:
+                assert last < start < stop <= limit
+                last = stop
+
+
+def test_pacer_spreads_ops_at_the_rate():
+    pacer = Pacer(random.Random(3), rate=50)
+    slots = [pacer.next_slot(0.0) for _ in range(5000)]
+    assert slots == sorted(slots)
+    assert 5000 / slots[-1] == pytest.approx(50, rel=0.05)
+    assert pacer.next_slot(1000.0) == 1000.0  # a late caller is not owed a burst
+
+
+def test_verdicts_fold_like_jepsen():
+    assert merge_valid([True, True]) is True
+    assert merge_valid([True, "unknown"]) == "unknown"
+    assert merge_valid(["unknown", False]) is False
+    assert [exit_code(v) for v in (True, False, "unknown")] == [0, 1, 2]
+    assert worst([0, 2, 1]) == 1 and worst([1, 255, 0]) == 255 and worst([0, 2]) == 2 and worst([]) == 0
