@@ -80,12 +80,25 @@ class Client:
         self._clock = clock
         self._leader: str | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._connect_errors_definite = False  # set when the session is made (see _get_session)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256))
+            session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256))
+            # aiohttp re-sends an idempotent request (PUT, DELETE) once, on a new connection, when
+            # a reused keep-alive connection drops mid-request. The caller then sees only the
+            # second attempt's connect error, although the first may have been applied: a write
+            # whose outcome is unknown would be reported as a definite failure (found by
+            # `chaos test`). We retry ourselves, with the idempotency key, so turn it off; on an
+            # aiohttp without that switch, connect errors of writes count as unknown instead.
+            if hasattr(session, "_retry_connection"):
+                session._retry_connection = False
+                self._connect_errors_definite = True
+            else:
+                self._connect_errors_definite = False
+            self._session = session
         return self._session
 
     async def close(self) -> None:
@@ -141,6 +154,7 @@ class Client:
             try:
                 response = await self._send(url, method, path, body, params, key, deadline - self._clock())
             except _ConnectFailed as exc:
+                uncertain = uncertain or (write and not self._connect_errors_definite)
                 last_error = Unavailable(f"cannot reach {url}: {exc}")
                 self._mark_down(url)
                 await self._pause(attempt, deadline)

@@ -145,3 +145,40 @@ async def test_without_a_leader_url_the_client_tries_the_other_endpoints(servers
         response = await client.request("POST", "/v1/counters/a/incr", body={"by": 1}, write=True)
     assert response.endpoint == leader.url
     assert len(follower.seen) == 1 and follower.seen[0]["key"] == leader.seen[0]["key"]
+
+
+@pytest.mark.parametrize("method", ["PUT", "POST", "DELETE"])
+async def test_a_write_whose_node_dies_mid_request_is_never_a_definite_failure(method):
+    """Found by `chaos test` (register x all, seed 21): aiohttp re-sent a PUT on a new connection
+    after the pooled one dropped, and the re-send's connect error was reported as definite."""
+    import asyncio
+
+    applied = []
+    server = None
+
+    async def node(reader, writer):
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            lines = head.decode().split("\r\n")
+            length = next((int(v.split(":")[1]) for v in lines if v.lower().startswith("content-length")), 0)
+            body = await reader.readexactly(length) if length else b""
+            if not lines[0].startswith("GET"):
+                applied.append(body)  # the write takes effect...
+                server.close()  # ...then the node dies: no new connections
+                writer.transport.abort()  # and this one drops before the answer
+                return
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+            await writer.drain()
+
+    server = await asyncio.start_server(node, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with Client([f"http://127.0.0.1:{port}"], timeout=1.0) as client:
+            await client.request("GET", "/warm", leader=False)  # leaves a pooled keep-alive connection
+            with pytest.raises(Indeterminate) as info:
+                await client.request(method, "/v1/counters/x", body={"value": 2}, write=True)
+        assert len(applied) == 1
+        assert not info.value.definite
+    finally:
+        server.close()
+        await server.wait_closed()
