@@ -9,20 +9,17 @@ argparse's code for misuse.
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from typing import Sequence
+
+from consensus.cli import build_subcommand_parser
 
 # Modules that provide a ``register(subparsers)`` function, in help order.
 SUBCOMMAND_MODULES: tuple[str, ...] = ("chaos.run_cli", "chaos.checker.cli", "chaos.toxiproxy.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="chaos", description="Jepsen-style testing for raftwork clusters.")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in SUBCOMMAND_MODULES:
-        importlib.import_module(name).register(subparsers)
-    return parser
+    return build_subcommand_parser("chaos", "Jepsen-style testing for raftwork clusters.", SUBCOMMAND_MODULES)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -30,7 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)
     if func is None:
-        parser.print_help(sys.stderr)
+        print("chaos: error: a command is required (see chaos --help)", file=sys.stderr)
         return 2
     try:
         return int(func(args))

@@ -30,19 +30,24 @@ class CommandError(Exception):
     """The command could not do its job (exit 1)."""
 
 
-class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line, with the subcommand's name."""
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line, with the subcommand's name (exit 2)."""
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="consensus", description="Run and operate raftwork nodes and clusters.")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name in SUBCOMMAND_MODULES:
+def build_subcommand_parser(prog: str, description: str, modules: Sequence[str]) -> argparse.ArgumentParser:
+    """Build a parser whose subcommands come from ``modules`` (each has ``register(subparsers)``)."""
+    parser = OneLineParser(prog=prog, description=description)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    for name in modules:
         importlib.import_module(name).register(subparsers)
     return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    return build_subcommand_parser("consensus", "Run and operate raftwork nodes and clusters.", SUBCOMMAND_MODULES)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

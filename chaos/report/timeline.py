@@ -41,7 +41,7 @@ h1{font-size:18px;margin:0 0 4px} .meta{color:#555;margin-bottom:10px}
 
 def _calls(history: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
     pending: dict[Any, dict[str, Any]] = {}
-    out = []
+    out: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
     for op in history:
         p = op.get("process")
         if not isinstance(p, int) or isinstance(p, bool):
@@ -83,9 +83,10 @@ def render(history: list[dict[str, Any]], *, title: str = "timeline", summary: s
     lanes: dict[Any, list[str]] = {p: [] for p in procs}
     for inv, done in calls:
         t0 = inv.get("time") or 0
-        crashed = done is None or done["type"] == "info"
-        t1 = end if crashed else (done.get("time") or t0)
-        cls = "crashed" if crashed else done["type"]  # type: ignore[index]
+        if done is None or done["type"] == "info":
+            t1, cls = end, "crashed"
+        else:
+            t1, cls = (done.get("time") or t0), done["type"]
         label = inv["f"] if done is None or done["type"] != "ok" else f"{inv['f']} {json.dumps(done.get('value'))}"
         lanes[inv["process"]].append(
             f'<div class="op {cls}" style="left:{x(t0):.1f}px;width:{max(2.0, x(t1) - x(t0)):.1f}px" '

@@ -90,7 +90,8 @@ def nemesis_schedule(rng: random.Random, time_limit: float, interval: tuple[floa
     if time_limit < 3 * lo:
         scale = time_limit / (3 * lo)
         lo, hi = lo * scale, hi * scale
-    spans, t = [], 0.0
+    spans: list[tuple[float, float]] = []
+    t = 0.0
     while True:
         start = t + rng.uniform(lo, hi)
         if start >= time_limit - lo / 2:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from chaos.checker import check_linearizable, make_model
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "histories" / "raftwork" / "register-put-retry-bug.jsonl"
+DATA = Path(__file__).resolve().parents[1] / "data" / "raftwork" / "register-put-retry-bug.jsonl"
 
 
 def ops():
