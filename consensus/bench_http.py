@@ -25,11 +25,10 @@ import tempfile
 import time
 import urllib.request
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Sequence
 
 from consensus.client import Client
-from consensus.server.local_cluster import ChildNode, _child_env, _die_with_parent, plan, port_in_use
+from consensus.server.local_cluster import ChildNode, child_env, die_with_parent, plan, port_in_use
 
 
 @dataclass
@@ -106,7 +105,7 @@ class BenchCluster:
         node = self.nodes[i]
         with open(node.log, "ab") as log:
             self.procs[i] = subprocess.Popen(node.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                             env=_child_env(), preexec_fn=_die_with_parent)
+                                             env=child_env(), preexec_fn=die_with_parent)
 
     def start(self) -> None:
         for i in range(len(self.nodes)):

@@ -3,35 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
-import consensus
+from consensus.server.local_cluster import child_env, die_with_parent, port_in_use
 
 HOST = "127.0.0.1"
 # Below Linux's ephemeral range (32768-60999): a port we pick there is never handed out as the
 # source port of someone's outgoing connection, so a killed node (or a disabled proxy) can bind
 # its port again when it comes back.
 PORT_RANGE = (20000, 32000)
-_PR_SET_PDEATHSIG = 1
 
 
 def port_free(port: int, host: str = HOST) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True
+    return not port_in_use(port, host)
 
 
 def pick_ports(count: int, rng: random.Random | None = None) -> list[int]:
@@ -59,21 +50,6 @@ def pid_alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return True
-
-
-def child_env() -> dict[str, str]:
-    """Return the environment for children: they import this very copy of the package."""
-    root = str(Path(consensus.__file__).resolve().parent.parent)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
-    return env
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass  # not Linux: --exit-with-parent still stops the child
 
 
 class NodeProcess:
@@ -108,7 +84,7 @@ class NodeProcess:
         self.starts += 1
         # PR_SET_PDEATHSIG fires when the *thread* that forked exits, so only use it from the
         # main thread; --exit-with-parent (a getppid watch in the child) covers every case.
-        preexec = _die_with_parent if threading.current_thread() is threading.main_thread() else None
+        preexec = die_with_parent if threading.current_thread() is threading.main_thread() else None
         with open(self.log, "ab") as log:
             log.write(f"--- chaos cluster: starting {self.name} (start {self.starts}) at {time.time():.3f}\n".encode())
             log.flush()

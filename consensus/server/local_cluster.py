@@ -56,7 +56,7 @@ class _Stopping:
         self.requested = True
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def die_with_parent() -> None:  # runs in the child between fork and exec
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     except (OSError, AttributeError):
@@ -78,8 +78,8 @@ def _get_json(url: str, timeout: float = 1.0) -> Any:
         return json.loads(response.read())
 
 
-def _child_env() -> dict[str, str]:
-    # Children must run this very copy of the package, whatever is installed.
+def child_env() -> dict[str, str]:
+    """Return the environment for children: they import this very copy of the package."""
     root = str(Path(consensus.__file__).resolve().parent.parent)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
@@ -192,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
         for node in nodes:
             with open(node.log, "ab") as log_file:
                 proc = subprocess.Popen(node.argv, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-                                        env=_child_env(), preexec_fn=_die_with_parent)
+                                        env=child_env(), preexec_fn=die_with_parent)
             procs[node.name] = proc
             node.pid = proc.pid
         Path(data_dir, "cluster.json").write_text(json.dumps({"nodes": [asdict(n) for n in nodes]}, indent=2))
