@@ -18,13 +18,12 @@ import asyncio
 import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from typing import Any, Callable
+from typing import Any
 
 SYSTEMS = ("raftwork", "pysyncobj", "pysyncobj-tuned")
 
