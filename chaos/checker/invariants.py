@@ -264,20 +264,28 @@ class Stats:
         return _as_dict(self)
 
 
-def stats(history: Iterable[Any]) -> Stats:
-    """Count completions per ``f`` (never-completed invokes count as ``info``)."""
-    by_f: dict[str, dict[str, int]] = {}
+def _completions(history: Iterable[Any]) -> tuple[list[tuple[Op | None, Op]], list[Op]]:
+    """Pair each client completion with its process's invoke; also return invokes never completed."""
     pending: dict[Any, Op] = {}
+    pairs: list[tuple[Op | None, Op]] = []
     for op in as_ops(history):
         if not is_client_op(op):
             continue
         if op.type == INVOKE:
             pending[op.process] = op
-            continue
-        pending.pop(op.process, None)
+        else:
+            pairs.append((pending.pop(op.process, None), op))
+    return pairs, list(pending.values())
+
+
+def stats(history: Iterable[Any]) -> Stats:
+    """Count completions per ``f`` (never-completed invokes count as ``info``)."""
+    by_f: dict[str, dict[str, int]] = {}
+    pairs, never_completed = _completions(history)
+    for _, op in pairs:
         counts = by_f.setdefault(op.f, {OK: 0, FAIL: 0, INFO: 0})
         counts[op.type] += 1
-    for op in pending.values():
+    for op in never_completed:
         by_f.setdefault(op.f, {OK: 0, FAIL: 0, INFO: 0})[INFO] += 1
     total = {t: sum(c[t] for c in by_f.values()) for t in (OK, FAIL, INFO)}
     return Stats(valid=all(c[OK] > 0 for c in by_f.values()), by_f=by_f, total=total)
@@ -288,15 +296,8 @@ def latency_series(history: Iterable[Any]) -> list[dict[str, Any]]:
 
     Ops without times are skipped; crashed ops have no latency and are not included.
     """
-    pending: dict[Any, Op] = {}
     points = []
-    for op in as_ops(history):
-        if not is_client_op(op):
-            continue
-        if op.type == INVOKE:
-            pending[op.process] = op
-            continue
-        start = pending.pop(op.process, None)
+    for start, op in _completions(history)[0]:
         if start is None or start.time is None or op.time is None:
             continue
         points.append({"time": start.time, "latency": op.time - start.time, "f": op.f, "type": op.type})
