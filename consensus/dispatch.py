@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from consensus import codec
-from consensus.errors import Rejected
+from consensus.errors import Compacted, ConsensusError, InvalidRequest, Rejected
 from consensus.machine import ApplyContext, StateMachine
 
 log = logging.getLogger("consensus.dispatch")
@@ -41,13 +41,34 @@ class Outcome:
     value: Any = None  # the result for "ok", the reason for the others
     detail: Any = None
     duplicate: bool = False  # True when replayed from the idempotency table
+    code: str | None = None  # the error code for "rejected"/"invalid" (consensus.errors), if specific
 
     def to_wire(self) -> list[Any]:
-        return [self.kind, self.value, self.detail]
+        return [self.kind, self.value, self.detail, self.code]
 
     @classmethod
     def from_wire(cls, data: list[Any], duplicate: bool = False) -> "Outcome":
-        return cls(data[0], data[1], data[2], duplicate)
+        return cls(data[0], data[1], data[2], duplicate, data[3] if len(data) > 3 else None)
+
+
+def error_outcome(exc: Exception) -> Outcome:
+    """Turn an exception raised by a machine into the outcome its caller gets (never raises).
+
+    ``Rejected`` (and its subclasses) keep their reason, detail and code; other raftwork errors
+    with a definite, request-shaped code (invalid request, not found) become "invalid" with their
+    code; anything else is the machine's bug and is reported as "rejected".
+    """
+    if isinstance(exc, Rejected):
+        return Outcome("rejected", exc.reason, exc.detail, code=exc.code)
+    code = getattr(exc, "code", None)
+    if isinstance(exc, InvalidRequest):
+        detail = {"oldest_revision": exc.oldest_revision} if isinstance(exc, Compacted) else None
+        return Outcome("invalid", exc.message, detail, code=exc.code)
+    if isinstance(exc, ConsensusError) and exc.definite:
+        return Outcome("rejected", exc.message, code=exc.code)
+    if code in ("invalid_request", "not_found"):
+        return Outcome("invalid", f"{type(exc).__name__}: {exc}", code=code)
+    return Outcome("rejected", f"{type(exc).__name__}: {exc}")
 
 
 def encode_entry(time_ns: int | None, term: int, ops: list[list[Any]]) -> bytes:
@@ -72,7 +93,9 @@ class Dispatcher:
         self.dedup_capacity = dedup_capacity
         self.dedup_ttl_ns = dedup_ttl_ns
         self.time_ns = 0
+        self.term = 0  # the term of the last entry applied
         self.seq = 0
+        self.wants_time = False  # some machine holds expiring state (read by the node's time ticker)
         # key -> (time_ns, digest, outcome wire form); insertion order is time order.
         self.dedup: collections.OrderedDict[str, tuple[int, bytes, list[Any]]] = collections.OrderedDict()
         self.last_index = 0
@@ -89,13 +112,46 @@ class Dispatcher:
         except Exception as exc:  # an entry we cannot read must not stop the log
             log.error("skipping unreadable log entry %d: %s", index, exc)
             return []
+        term = term if isinstance(term, int) else 0
+        advanced = term != self.term
         if isinstance(time_ns, int) and time_ns > self.time_ns:
             self.time_ns = time_ns
+            advanced = True
             self._expire()
+        self.term = max(self.term, term)
+        if advanced:
+            self._advance_time(index, term)
         outcomes = []
         for op in ops:
-            outcomes.append(self._apply_op(op, index, term if isinstance(term, int) else 0))
+            outcomes.append(self._apply_op(op, index, term))
+        self.wants_time = self._any_wants_time()
         return outcomes
+
+    def _advance_time(self, index: int, term: int) -> None:
+        """Let time-dependent machines expire what the new leader-stamped time has passed."""
+        for name, machine in self.machines.items():
+            advance = getattr(machine, "advance_time", None)
+            wants = getattr(machine, "wants_time", None)
+            if advance is None or wants is None:
+                continue
+            try:
+                if not wants():
+                    continue
+                self.seq += 1
+                advance(ApplyContext(index=index, term=term, time_ns=self.time_ns, seq=self.seq))
+            except Exception as exc:  # a machine's bug must not stop the log
+                log.warning("%s raised while advancing time at entry %d: %r", name, index, exc)
+
+    def _any_wants_time(self) -> bool:
+        for machine in self.machines.values():
+            wants = getattr(machine, "wants_time", None)
+            if wants is not None:
+                try:
+                    if wants():
+                        return True
+                except Exception:
+                    continue
+        return False
 
     def _apply_op(self, op: Any, index: int, term: int) -> Outcome:
         try:
@@ -126,13 +182,10 @@ class Dispatcher:
         ctx = ApplyContext(index=index, term=term, time_ns=self.time_ns, seq=self.seq)
         try:
             return Outcome("ok", machine.apply(command, ctx))
-        except Rejected as exc:
-            return Outcome("rejected", exc.reason, exc.detail)
         except Exception as exc:  # the machine's bug becomes its caller's error, not a wedge
-            log.warning("%s raised while applying entry %d: %r", machine_name, index, exc)
-            code = getattr(exc, "code", None)
-            kind = "invalid" if code in ("invalid_request", "not_found") else "rejected"
-            return Outcome(kind, f"{type(exc).__name__}: {exc}")
+            if not isinstance(exc, ConsensusError):
+                log.warning("%s raised while applying entry %d: %r", machine_name, index, exc)
+            return error_outcome(exc)
 
     def _remember(self, key: str, digest: bytes, outcome: Outcome) -> None:
         wire = outcome.to_wire()
@@ -161,20 +214,26 @@ class Dispatcher:
             return Outcome("invalid", f"no state machine named {machine_name!r}")
         try:
             return Outcome("ok", machine.query(query))
-        except Rejected as exc:
-            return Outcome("rejected", exc.reason, exc.detail)
         except Exception as exc:
-            code = getattr(exc, "code", None)
-            kind = "invalid" if code in ("invalid_request", "not_found") else "rejected"
-            return Outcome(kind, f"{type(exc).__name__}: {exc}")
+            return error_outcome(exc)
 
     # -- snapshots ---------------------------------------------------------------------------
+
+    def state_digest(self) -> str:
+        """Return a hash of every machine's state and the exactly-once table (not of the index)."""
+        h = hashlib.blake2b(digest_size=16)
+        for name in sorted(self.machines):
+            blob = self.machines[name].snapshot()
+            h.update(name.encode() + b"\0" + len(blob).to_bytes(8, "big") + blob)
+        h.update(codec.pack([[k, t, d, w] for k, (t, d, w) in self.dedup.items()]))
+        return h.hexdigest()
 
     def snapshot(self) -> bytes:
         return codec.pack(
             {
                 "v": 1,
                 "time_ns": self.time_ns,
+                "term": self.term,
                 "seq": self.seq,
                 "index": self.last_index,
                 "machines": {name: m.snapshot() for name, m in self.machines.items()},
@@ -185,6 +244,7 @@ class Dispatcher:
     def restore(self, data: bytes) -> None:
         state = codec.unpack(data)
         self.time_ns = state["time_ns"]
+        self.term = state.get("term", 0)
         self.seq = state["seq"]
         self.last_index = state.get("index", 0)
         for name, blob in state["machines"].items():
@@ -194,3 +254,4 @@ class Dispatcher:
                 continue
             machine.restore(blob)
         self.dedup = collections.OrderedDict((k, (t, d, w)) for k, t, d, w in state["dedup"])
+        self.wants_time = self._any_wants_time()

@@ -2,20 +2,34 @@
 
 ::
 
-    ConsensusError                 base; .definite tells whether the outcome is known
+    ConsensusError                 base ("internal"): something went wrong        (not definite)
     ├── InvalidRequest             malformed input; nothing was submitted          (definite)
     │   ├── NotFound               no such route, machine, key or member           (definite)
+    │   │   ├── KeyNotFound        no such config-store key                        (definite)
+    │   │   └── SessionNotFound    no such lock-service session (or it expired)    (definite)
     │   ├── Unauthorized           a mutating request without the bearer token     (definite)
     │   ├── MethodNotAllowed       the route exists, the method does not           (definite)
-    │   └── PayloadTooLarge        the request body is over the size limit         (definite)
+    │   ├── PayloadTooLarge        the request body is over the size limit         (definite)
+    │   └── Compacted              a watch revision older than the retained window (definite)
     ├── NotLeader(leader_hint)     this node cannot take it; nothing submitted     (definite)
     ├── Unavailable                no leader or no quorum; nothing submitted       (definite)
+    │   └── Overloaded             the node is at its connection or request cap    (definite)
     ├── Rejected(reason)           the state machine refused it                    (definite)
+    │   ├── LockHeld               the lock is held and the wait ran out           (definite)
+    │   ├── RevisionMismatch       a compare on a revision failed                  (definite)
+    │   └── QuotaExceeded          an app quota (keys, counters, sessions) is full (definite)
+    ├── SessionExpired             the client session expired or was evicted       (definite)
     └── Indeterminate              submitted, outcome unknown                      (not definite)
 
 A definite error means the request did not change the replicated state. ``Indeterminate``
-means it may or may not have: retrying with the same idempotency key is always safe.
-Never raise a definite error when the outcome is unknown.
+means it may or may not have: retrying with the same idempotency key (or, with a client
+session, the same request number) is always safe. Never raise a definite error when the outcome
+is unknown: the base class (HTTP ``internal``, any error the code did not foresee) is therefore
+not definite.
+
+Every error has a ``code`` (its JSON name) and ``from_dict`` rebuilds the right class from it;
+``error_class(code)`` finds the class for a code (state machines raise these, and their code
+travels through the log to the caller).
 """
 
 from __future__ import annotations
@@ -27,7 +41,7 @@ class ConsensusError(Exception):
     """Base class of every raftwork error."""
 
     code: str = "internal"
-    definite: bool = True
+    definite: bool = False  # an error nobody foresaw: the request may have applied
     http_status: int = 500
 
     def __init__(self, message: str = "", *, leader: str | None = None) -> None:
@@ -44,6 +58,7 @@ class InvalidRequest(ConsensusError):
     """The request is malformed; nothing was submitted."""
 
     code = "invalid_request"
+    definite = True
     http_status = 400
 
 
@@ -75,10 +90,39 @@ class PayloadTooLarge(InvalidRequest):
     http_status = 413
 
 
+class KeyNotFound(NotFound):
+    """The config-store key does not exist."""
+
+    code = "key_not_found"
+
+
+class SessionNotFound(NotFound):
+    """The lock-service session does not exist (never opened, closed or expired)."""
+
+    code = "session_not_found"
+
+
+class Compacted(InvalidRequest):
+    """A watch asked for revisions older than the retained window; ``oldest_revision`` is the first kept."""
+
+    code = "compacted"
+    http_status = 410
+
+    def __init__(self, message: str = "", *, leader: str | None = None, oldest_revision: int = 0) -> None:
+        super().__init__(message or f"revisions before {oldest_revision} were compacted", leader=leader)
+        self.oldest_revision = oldest_revision
+
+    def to_dict(self) -> dict[str, Any]:
+        body = super().to_dict()
+        body["oldest_revision"] = self.oldest_revision
+        return body
+
+
 class NotLeader(ConsensusError):
     """This node is not the leader and cannot take the request; nothing was submitted."""
 
     code = "not_leader"
+    definite = True
     http_status = 503
 
     def __init__(self, message: str = "", *, leader: str | None = None) -> None:
@@ -93,13 +137,21 @@ class Unavailable(ConsensusError):
     """No leader or no quorum is reachable; nothing was submitted."""
 
     code = "unavailable"
+    definite = True
     http_status = 503
+
+
+class Overloaded(Unavailable):
+    """The node is at its cap of connections or requests in flight; nothing was submitted."""
+
+    code = "overloaded"
 
 
 class Rejected(ConsensusError):
     """The state machine applied the command and refused it (CAS mismatch, lock held, ...)."""
 
     code = "rejected"
+    definite = True
     http_status = 409
 
     def __init__(self, reason: str = "", *, leader: str | None = None, detail: Any = None) -> None:
@@ -114,6 +166,32 @@ class Rejected(ConsensusError):
         return body
 
 
+class LockHeld(Rejected):
+    """The lock is held in a conflicting mode and the acquire's wait ran out (or was 0)."""
+
+    code = "lock_held"
+
+
+class RevisionMismatch(Rejected):
+    """A compare on a revision failed; ``detail`` is the key's current state (or None)."""
+
+    code = "revision_mismatch"
+
+
+class QuotaExceeded(Rejected):
+    """An app quota is full (keys, counters, sessions, locks); nothing was changed."""
+
+    code = "quota_exceeded"
+
+
+class SessionExpired(ConsensusError):
+    """The client session expired or was evicted; the request was not applied (retry in a new session)."""
+
+    code = "session_expired"
+    definite = True
+    http_status = 409
+
+
 class Indeterminate(ConsensusError):
     """The request was submitted but its outcome is unknown (timeout, leader change)."""
 
@@ -122,28 +200,38 @@ class Indeterminate(ConsensusError):
     http_status = 504
 
 
+def _classes() -> list[type[ConsensusError]]:
+    found: list[type[ConsensusError]] = []
+    pending: list[type[ConsensusError]] = [ConsensusError]
+    while pending:
+        cls = pending.pop()
+        found.append(cls)
+        pending.extend(cls.__subclasses__())
+    return found
+
+
+def error_class(code: Any) -> type[ConsensusError] | None:
+    """Return the error class whose ``code`` is ``code`` (None for an unknown code)."""
+    for cls in _classes():
+        if cls.code == code and cls.__module__ == __name__:
+            return cls
+    return None
+
+
 def from_dict(body: dict[str, Any]) -> ConsensusError:
     """Rebuild an error from its JSON form (the inverse of ``ConsensusError.to_dict``)."""
     code = body.get("code")
     message = str(body.get("message", ""))
     leader = body.get("leader")
-    for cls in (
-        InvalidRequest,
-        NotFound,
-        Unauthorized,
-        MethodNotAllowed,
-        PayloadTooLarge,
-        NotLeader,
-        Unavailable,
-        Rejected,
-        Indeterminate,
-    ):
-        if cls.code == code:
-            if cls is Rejected:
-                return Rejected(message, leader=leader, detail=body.get("detail"))
-            return cls(message, leader=leader)
-    # An unknown code from a newer server: we cannot tell what happened.
-    return Indeterminate(message or f"unknown error code {code!r}", leader=leader)
+    cls = error_class(code)
+    if cls is None or cls is ConsensusError:
+        # An unknown code (a newer server) or "internal": we cannot tell what happened.
+        return Indeterminate(message or f"unknown error code {code!r}", leader=leader)
+    if issubclass(cls, Rejected):
+        return cls(message, leader=leader, detail=body.get("detail"))
+    if issubclass(cls, Compacted):
+        return cls(message, leader=leader, oldest_revision=int(body.get("oldest_revision") or 0))
+    return cls(message, leader=leader)
 
 
 __all__ = [
@@ -157,5 +245,14 @@ __all__ = [
     "Unavailable",
     "Rejected",
     "Indeterminate",
+    "KeyNotFound",
+    "SessionNotFound",
+    "Compacted",
+    "Overloaded",
+    "LockHeld",
+    "RevisionMismatch",
+    "QuotaExceeded",
+    "SessionExpired",
+    "error_class",
     "from_dict",
 ]

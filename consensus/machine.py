@@ -42,7 +42,19 @@ class ApplyContext:
 
 @runtime_checkable
 class StateMachine(Protocol):
-    """A deterministic machine driven by the Raft log."""
+    """A deterministic machine driven by the Raft log.
+
+    Optional hooks, for machines whose state depends on time (leases, waiters with deadlines):
+
+    - ``wants_time(self) -> bool``: True while the machine holds state that expires. While any
+      machine wants time, the leader appends a time entry at least every
+      ``NodeConfig.time_granularity`` seconds, so leader-stamped time keeps moving in the log even
+      when nobody writes. Must be a pure function of the replicated state.
+    - ``advance_time(self, ctx) -> None``: called in log order, before the entry's commands, for
+      every entry whose leader-stamped time is later than the previous entry's (or whose term is
+      new), while ``wants_time()`` is True. Expire leases here: every replica expires them at the
+      same point of the log. ``ctx.seq`` is a fresh sequence number for what this call grants.
+    """
 
     def apply(self, command: dict[str, Any], ctx: ApplyContext) -> Any: ...
 

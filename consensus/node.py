@@ -26,7 +26,10 @@ from consensus import codec
 from consensus.dispatch import DEFAULT_DEDUP_CAPACITY, DEFAULT_DEDUP_TTL_NS, Dispatcher, Outcome, encode_entry
 from consensus.engine import EngineConfig, EngineEvent, EngineStatus, Failure, Role, create_engine
 from consensus.errors import (
+    Compacted,
     ConsensusError,
+    error_class,
+    from_dict,
     Indeterminate,
     InvalidRequest,
     NotFound,
@@ -79,6 +82,9 @@ class NodeConfig:
     compaction_min_time: float = 300.0
     dedup_capacity: int = DEFAULT_DEDUP_CAPACITY
     dedup_ttl: float = DEFAULT_DEDUP_TTL_NS / 1e9
+    # While a machine wants time (leases, waiters), the leader appends a time entry at least this
+    # often, so leader-stamped time moves on in the log when nobody writes.
+    time_granularity: float = 0.1
     dial_routes: dict[str, tuple[str, int]] = field(default_factory=dict)
 
     def engine_config(self) -> EngineConfig:
@@ -119,10 +125,14 @@ class _StateHooks:
     def __init__(self, dispatcher: Dispatcher) -> None:
         self.dispatcher = dispatcher
         self.lock = threading.Lock()
+        self.on_applied: Callable[[], None] | None = None  # engine thread, after every entry
 
     def apply(self, payload: bytes, index: int) -> Any:
         with self.lock:
-            return self.dispatcher.apply(payload, index)
+            result = self.dispatcher.apply(payload, index)
+        if self.on_applied is not None:
+            self.on_applied()
+        return result
 
     def snapshot(self) -> bytes:
         with self.lock:
@@ -146,6 +156,12 @@ def _failure_error(failure: Failure, leader: str | None) -> ConsensusError:
 def _outcome_value(outcome: Outcome, leader: str | None) -> Any:
     if outcome.kind == "ok":
         return outcome.value
+    body = {"code": outcome.code, "message": str(outcome.value), "leader": leader, "detail": outcome.detail}
+    cls = error_class(outcome.code) if outcome.code else None
+    if cls is not None and cls.definite:
+        if isinstance(outcome.detail, dict) and issubclass(cls, Compacted):
+            body["oldest_revision"] = outcome.detail.get("oldest_revision", 0)
+        raise from_dict(body)
     if outcome.kind == "rejected":
         raise Rejected(str(outcome.value), leader=leader, detail=outcome.detail)
     if isinstance(outcome.value, str) and outcome.value.startswith("NotFound"):
@@ -166,6 +182,12 @@ class Node:
             self.machines, dedup_capacity=config.dedup_capacity, dedup_ttl_ns=int(config.dedup_ttl * 1e9)
         )
         self._hooks = _StateHooks(self._dispatcher)
+        self._hooks.on_applied = self._on_applied
+        self._apply_waiters: list[asyncio.Future[None]] = []
+        self._apply_wake_scheduled = False
+        self._last_entry_sent = 0.0  # monotonic time the leader last submitted an entry of ours
+        self._time_ticker: asyncio.TimerHandle | None = None
+        self._digest: tuple[int, str] | None = None
         self._engine = create_engine(config.engine_config(), self._hooks)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: _Batch | None = None
@@ -192,6 +214,7 @@ class Node:
         await self._loop.run_in_executor(None, self._engine.start)
         self._started = True
         self._sweep_deadlines()
+        self._tick_time()
         log.info("%s started, peers %s", self.id, ",".join(self.config.peers))
 
     async def stop(self) -> None:
@@ -201,6 +224,8 @@ class Node:
         self._stopped = True
         if self._sweeper is not None:
             self._sweeper.cancel()
+        if self._time_ticker is not None:
+            self._time_ticker.cancel()
         self._deadlines.clear()
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self._engine.stop)
@@ -212,6 +237,7 @@ class Node:
         self._in_flight_batches.clear()
         for queue in self._subscribers:
             queue.put_nowait(None)  # type: ignore[arg-type]
+        self._wake_apply_waiters()
         log.info("%s stopped", self.id)
 
     async def __aenter__(self) -> "Node":
@@ -243,6 +269,69 @@ class Node:
             if time.monotonic() >= deadline:
                 raise Unavailable(f"{self.id} found no leader within {timeout:.1f}s")
             await asyncio.sleep(0.02)
+
+    async def wait_for_apply(self, after_index: int, timeout: float) -> int:
+        """Wait until this node has applied an entry past ``after_index``; return its applied index.
+
+        Returns the current applied index at once if it is already past ``after_index``, and when
+        ``timeout`` runs out or the node stops (then the index may still be ``after_index``). This is
+        how waiters (lock grants, watches) wake when an entry applies here, without polling.
+        """
+        self._check_running()
+        applied = self._dispatcher.last_index
+        if applied > after_index or timeout <= 0:
+            return applied
+        fut: asyncio.Future[None] = self._loop.create_future()  # type: ignore[union-attr]
+        self._apply_waiters.append(fut)
+        try:
+            async with asyncio.timeout(timeout):
+                while self._dispatcher.last_index <= after_index and not self._stopped:
+                    await asyncio.shield(fut)
+                    if self._dispatcher.last_index <= after_index:
+                        fut = self._loop.create_future()  # type: ignore[union-attr]
+                        self._apply_waiters.append(fut)
+        except TimeoutError:
+            pass
+        finally:
+            if not fut.done():
+                fut.cancel()
+        return self._dispatcher.last_index
+
+    def _on_applied(self) -> None:
+        # Engine thread: wake the loop's apply waiters once per loop turn, not once per entry.
+        if not self._apply_waiters or self._apply_wake_scheduled:
+            return
+        loop = self._loop
+        if loop is None:
+            return
+        self._apply_wake_scheduled = True
+        try:
+            loop.call_soon_threadsafe(self._wake_apply_waiters)
+        except RuntimeError:  # loop closed during shutdown
+            self._apply_wake_scheduled = False
+
+    def _wake_apply_waiters(self) -> None:
+        self._apply_wake_scheduled = False
+        waiters, self._apply_waiters = self._apply_waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
+
+    def _tick_time(self) -> None:
+        """On the leader, append a time entry when a machine wants time and nothing else was sent."""
+        if self._stopped:
+            return
+        granularity = self.config.time_granularity
+        now = time.monotonic()
+        if (
+            self._dispatcher.wants_time
+            and now - self._last_entry_sent >= granularity
+            and self._pending is None
+            and self._engine.status().role is Role.LEADER
+        ):
+            self._last_entry_sent = now
+            self._engine.submit(encode_entry(time.time_ns(), self._engine.status().term, []), lambda *_: None)
+        self._time_ticker = self._loop.call_later(granularity / 2, self._tick_time)  # type: ignore[union-attr]
 
     async def events(self) -> AsyncIterator[NodeEvent]:
         """Yield role, leader and term changes as they happen, until the node stops."""
@@ -449,6 +538,7 @@ class Node:
                 pass
 
         if batch.ops:  # writes come only from the leader, which stamps its clock into the entry
+            self._last_entry_sent = time.monotonic()
             self._engine.submit(encode_entry(time.time_ns(), self._engine.status().term, batch.ops), on_done)
         else:  # reads alone need only a barrier
             self._engine.barrier(on_done)
@@ -532,6 +622,38 @@ class Node:
         await self._engine_call(lambda cb: self._engine.remove_member(address, cb), timeout)
         log.info("%s removed member %s at term %d", self.id, address, self.status().term)
 
+    async def state_digest(self, timeout: float = 5.0) -> tuple[int, str]:
+        """Return ``(applied index, digest)``: a hash of every machine's state at that index.
+
+        Replicas that applied the same log agree on both; comparing them after a test is
+        hashicorp/raft's "every replica saw the same apply sequence" check. Computed on the engine
+        thread (consistent with applies) and cached until the next apply.
+        """
+        self._check_running()
+        cached = self._digest
+        if cached is not None and cached[0] == self._dispatcher.last_index:
+            return cached
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[tuple[int, str]] = loop.create_future()
+
+        def settle(result: tuple[int, str]) -> None:
+            if not fut.done():
+                fut.set_result(result)
+
+        def compute() -> None:
+            with self._hooks.lock:
+                index = self._dispatcher.last_index
+                digest = self._dispatcher.state_digest()
+            try:
+                loop.call_soon_threadsafe(settle, (index, digest))
+            except RuntimeError:
+                pass
+
+        self._engine.call_soon(compute)
+        async with asyncio.timeout(timeout):
+            self._digest = await fut
+        return self._digest
+
     def _members(self) -> set[str]:
         return {p.id for p in self.status().peers} | {self.id}
 
@@ -549,7 +671,8 @@ class Node:
             if leader is not None and leader != self.id and (to is None or leader == to):
                 return leader
             await asyncio.sleep(0.02)
-        raise Unavailable(f"leadership did not move within {budget:.1f}s", leader=self.status().leader)
+        # The transfer was asked for and may still complete: the outcome is unknown, not a refusal.
+        raise Indeterminate(f"leadership did not move within {budget:.1f}s", leader=self.status().leader)
 
     def force_compaction(self) -> None:
         """Snapshot the state and compact the log at the next opportunity."""
@@ -581,10 +704,14 @@ class MachineProxy:
             raise AttributeError(f"{self._cls.__name__} has no @command or @query named {method!r}")
         node, name = self._node, self._name
 
-        async def call(*args: Any, **kwargs: Any) -> Any:
+        async def call(*args: Any, idempotency_key: str | None = None, **kwargs: Any) -> Any:
+            """Call the method; a command retried with the same ``idempotency_key`` applies once."""
             body = {"method": method, "args": list(args), "kwargs": kwargs}
             if kind == "command":
-                return await node.propose(name, body, idempotency_key=uuid.uuid4().hex, timeout=self._timeout)
+                key = idempotency_key if idempotency_key is not None else uuid.uuid4().hex
+                return await node.propose(name, body, idempotency_key=key, timeout=self._timeout)
+            if idempotency_key is not None:
+                raise InvalidRequest("idempotency_key= is for @command methods; a query changes nothing")
             return await node.read(name, body, consistency=self._consistency, timeout=self._timeout)
 
         call.__name__ = method

@@ -48,6 +48,8 @@ STATUS_SCHEMA = obj(
         "log_size": {"type": "integer"},
         "apps": {"type": "array", "items": {"type": "string"}},
         "peers": {"type": "array", "items": _PEER_SCHEMA},
+        "state_digest": {"type": "string", "description": "with ?digest=true: a hash of every machine's state at digest_index"},
+        "digest_index": {"type": "integer", "description": "with ?digest=true: the applied index state_digest reflects"},
     }
 )
 
@@ -81,7 +83,10 @@ def status_body(call: Call) -> dict[str, Any]:
 
 
 async def _status(call: Call) -> Any:
-    return status_body(call)
+    body = status_body(call)
+    if call.query.get("digest") == "true":  # replica agreement checks (chaos): costs a snapshot
+        body["digest_index"], body["state_digest"] = await call.node.state_digest()
+    return body
 
 
 async def _readyz(call: Call) -> Any:
@@ -133,6 +138,8 @@ def core_routes() -> list[Route]:
     """Return the routes every node serves, whatever its apps."""
     return [
         Route("GET", "/v1/status", _status, "getStatus", "this node's Raft state and its view of its peers",
+              query={"digest": {"type": "string", "enum": ["true", "false"],
+                                "description": "true: add state_digest and digest_index (hashes the state)"}},
               response=STATUS_SCHEMA),
         Route("GET", "/readyz", _readyz, "getReady", "200 when this node knows a leader and has applied all it knows committed",
               tag="health", errors=(400, 503)),

@@ -149,3 +149,83 @@ def test_replicated_object_snapshot_round_trips_public_state_only():
     copy.restore(inv.snapshot())
     assert copy.items == {"x": 3} and not hasattr(copy, "_scratch")
     assert Inventory.method_kind("add") == "command" and Inventory.method_kind("count") == "query"
+
+
+class Leases:
+    """A toy time-dependent machine: names that expire ``ttl`` ns of leader time after they are put."""
+
+    def __init__(self):
+        self.deadlines = {}
+        self.expired = []  # (name, seq of the advance that expired it)
+
+    def apply(self, command, ctx):
+        self.deadlines[command["name"]] = ctx.time_ns + command["ttl"]
+        return ctx.seq
+
+    def wants_time(self):
+        return bool(self.deadlines)
+
+    def advance_time(self, ctx):
+        for name, deadline in sorted(self.deadlines.items()):
+            if deadline <= ctx.time_ns:
+                del self.deadlines[name]
+                self.expired.append((name, ctx.seq))
+
+    def query(self, query):
+        return sorted(self.deadlines)
+
+    def snapshot(self):
+        return codec.pack(self.deadlines)
+
+    def restore(self, data):
+        self.deadlines = codec.unpack(data)
+
+
+def test_time_entries_expire_leases_at_the_same_log_position_with_fresh_seqs():
+    d = Dispatcher({"leases": Leases()})
+    assert not d.wants_time
+    seq_a = d.apply(entry(op("leases", {"name": "a", "ttl": 100}), time_ns=1_000), index=2)[0].value
+    assert d.wants_time
+    d.apply(encode_entry(1_050, 1, []), index=3)  # a time entry before the deadline
+    assert d.machines["leases"].expired == []
+    d.apply(encode_entry(1_100, 1, []), index=4)  # at the deadline
+    [(name, seq)] = d.machines["leases"].expired
+    assert name == "a" and seq > seq_a
+    assert not d.wants_time
+    # Once nothing wants time, later entries do not call the hook (nor spend sequence numbers).
+    before = d.seq
+    d.apply(encode_entry(2_000, 1, []), index=5)
+    assert d.seq == before
+
+
+def test_a_new_term_advances_time_even_when_the_clock_did_not_move():
+    d = Dispatcher({"leases": Leases()})
+    d.apply(entry(op("leases", {"name": "a", "ttl": 10_000}), time_ns=1_000, term=1), index=2)
+    seq = d.seq
+    d.apply(encode_entry(1_000, 2, []), index=3)
+    assert d.seq == seq + 1 and d.term == 2
+
+
+def test_specific_error_codes_travel_in_the_outcome():
+    from consensus.errors import Compacted, LockHeld
+
+    class Picky:
+        def apply(self, command, ctx):
+            if command["what"] == "held":
+                raise LockHeld("held by s1", detail={"holders": ["s1"]})
+            raise Compacted("too old", oldest_revision=7)
+
+        def query(self, query):
+            raise Compacted("too old", oldest_revision=9)
+
+        def snapshot(self):
+            return b""
+
+        def restore(self, data):
+            pass
+
+    d = Dispatcher({"p": Picky()})
+    held, compacted = d.apply(entry(op("p", {"what": "held"}), op("p", {"what": "old"})), index=2)
+    assert (held.kind, held.code, held.detail) == ("rejected", "lock_held", {"holders": ["s1"]})
+    assert (compacted.kind, compacted.code, compacted.detail) == ("invalid", "compacted", {"oldest_revision": 7})
+    assert d.query("p", {}).detail == {"oldest_revision": 9}
