@@ -1,0 +1,3 @@
+from consensus.bench import main
+
+raise SystemExit(main())

@@ -1,0 +1,187 @@
+"""The load client: N concurrent workers on one keep-alive connection pool, in its own process.
+
+``python -m consensus.bench.load SPEC`` takes one ``LoadSpec`` as JSON and prints one result
+as JSON on stdout, so the client never shares an event loop (or a GIL) with a node. The parent
+uses ``LoadProcess``: ``start(spec)``, then ``result()``; it can kill a node meanwhile (failover).
+
+Each worker runs its workload's operation in a loop: first for ``warmup`` seconds (not counted),
+then for ``duration`` seconds or until ``ops`` operations are done, whichever comes first.
+Latencies go into a histogram; failures are counted by kind, definite and unknown apart. With
+``rotate`` a worker moves to the next target after a connection error, a timeout or a 503/504,
+as a client would during a failover; with ``timeline`` every success's (start, end) on the
+system-wide monotonic clock is returned, so the parent can time a failover it caused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import aiohttp
+
+from consensus.bench.histogram import LatencyHistogram
+from consensus.bench.workloads import WORKLOADS, OpContext, OpError
+
+_ERROR_BACKOFF_SECONDS = 0.005  # after a failure, so a refused port is not a busy loop
+_ROTATE_KINDS = ("connect", "timeout", "disconnected", "503", "504")
+
+
+@dataclass
+class LoadSpec:
+    workload: str
+    targets: list[str]  # base URLs; worker i starts on targets[i % len(targets)]
+    concurrency: int = 8
+    duration: float = 2.0
+    ops: int | None = None  # stop after this many operations (None: run for ``duration``)
+    warmup: float = 0.3
+    payload: int = 16
+    locks: int = 1
+    timeout: float = 5.0  # per request
+    rotate: bool = False
+    spread: bool = True  # workers start on every target in turn (False: all on the first)
+    timeline: bool = False
+    key_prefix: str = "bench"
+
+    def check(self) -> None:
+        if self.workload not in WORKLOADS:
+            raise ValueError(f"unknown workload {self.workload!r}")
+        if not self.targets or self.concurrency < 1 or self.duration <= 0 or self.warmup < 0:
+            raise ValueError("a load needs targets, concurrency >= 1, a positive duration and warm-up >= 0")
+
+
+@dataclass
+class _Tally:
+    histogram: LatencyHistogram = field(default_factory=LatencyHistogram)
+    errors: Counter[str] = field(default_factory=Counter)
+    failed: int = 0
+    unknown: int = 0
+    timeline: list[tuple[float, float]] = field(default_factory=list)
+
+
+async def _worker(spec: LoadSpec, http: aiohttp.ClientSession, i: int, state: dict[str, Any], until: float,
+                  tally: _Tally | None, budget: list[int]) -> None:
+    op = WORKLOADS[spec.workload].op
+    target = i % len(spec.targets) if spec.spread else 0
+    seq = 0
+    while time.monotonic() < until and budget[0] != 0:
+        budget[0] -= 1
+        seq += 1
+        started = time.monotonic()
+        try:
+            await op(http, spec.targets[target], state, seq)
+        except OpError as exc:
+            if tally is not None:
+                tally.errors[exc.kind] += 1
+                if exc.definite:
+                    tally.failed += 1
+                else:
+                    tally.unknown += 1
+            if spec.rotate and exc.kind.startswith(_ROTATE_KINDS):
+                target = (target + 1) % len(spec.targets)
+            await asyncio.sleep(_ERROR_BACKOFF_SECONDS)
+            continue
+        if tally is not None:
+            ended = time.monotonic()
+            tally.histogram.record(ended - started)
+            if spec.timeline:
+                tally.timeline.append((round(started, 6), round(ended, 6)))
+
+
+async def run_load(spec: LoadSpec) -> dict[str, Any]:
+    """Run one load as ``spec`` says; return the counts, rate, latency quantiles and errors."""
+    spec.check()
+    ctx = OpContext(payload=spec.payload, locks=max(1, spec.locks), key_prefix=spec.key_prefix)
+    connector = aiohttp.TCPConnector(limit=spec.concurrency, limit_per_host=0, ttl_dns_cache=None)
+    timeout = aiohttp.ClientTimeout(total=spec.timeout)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+        setup = WORKLOADS[spec.workload].setup
+        states = await asyncio.gather(*(setup(http, spec.targets[i % len(spec.targets)], i, ctx) for i in range(spec.concurrency)))
+        if spec.warmup:
+            until = time.monotonic() + spec.warmup
+            await asyncio.gather(*(_worker(spec, http, i, s, until, None, [-1]) for i, s in enumerate(states)))
+        tally = _Tally()
+        budget = [spec.ops if spec.ops is not None else -1]
+        began = time.monotonic()
+        until = began + spec.duration
+        await asyncio.gather(*(_worker(spec, http, i, s, until, tally, budget) for i, s in enumerate(states)))
+        elapsed = time.monotonic() - began
+    return {
+        "workload": spec.workload,
+        "concurrency": spec.concurrency,
+        "ops": tally.histogram.count,
+        "seconds": round(elapsed, 4),
+        "rate": round(tally.histogram.count / elapsed, 1) if elapsed > 0 else 0.0,
+        "latency_ms": tally.histogram.summary_ms(),
+        "errors": dict(tally.errors),
+        "failed": tally.failed,
+        "unknown": tally.unknown,
+        "began": began,
+        "timeline": tally.timeline if spec.timeline else None,
+    }
+
+
+class LoadProcess:
+    """One load client process: ``start(spec)`` returns at once, ``result()`` waits for its answer."""
+
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        self.env = env
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self, spec: LoadSpec) -> None:
+        from consensus.bench.procs import child_env, die_with_parent
+
+        spec.check()
+        self.proc = subprocess.Popen([sys.executable, "-m", "consensus.bench.load", json.dumps(asdict(spec))],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     env=self.env or child_env(), preexec_fn=die_with_parent)
+        self._spec = spec
+
+    def result(self) -> dict[str, Any]:
+        proc = self.proc
+        assert proc is not None and proc.stdout is not None and proc.stderr is not None
+        budget = self._spec.warmup + self._spec.duration + self._spec.timeout * 3 + 30
+        try:
+            out, err = proc.communicate(timeout=budget)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise RuntimeError(f"the load client ({self._spec.workload}) gave no result within {budget:.0f}s") from None
+        if proc.returncode != 0 or not out.strip():
+            last = (err.strip().splitlines() or ["no output"])[-1]
+            raise RuntimeError(f"the load client ({self._spec.workload}) failed: {last}")
+        return json.loads(out)  # type: ignore[no-any-return]
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()  # by PID (Popen.kill signals self.proc.pid)
+            self.proc.wait()
+
+
+def run(spec: LoadSpec) -> dict[str, Any]:
+    """Run ``spec`` in a load client process of its own and return its result."""
+    load = LoadProcess()
+    load.start(spec)
+    try:
+        return load.result()
+    finally:
+        load.kill()
+
+
+def main() -> int:
+    spec = LoadSpec(**json.loads(sys.argv[1]))
+    try:
+        result = asyncio.run(run_load(spec))
+    except (ValueError, OpError) as exc:
+        print(f"load: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

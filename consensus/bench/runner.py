@@ -1,0 +1,207 @@
+"""Run the bench's load scenarios: raftwork and its baselines interleaved, medians, ratios.
+
+``Bench`` owns every cluster it starts (raftwork over HTTP, etcd, the embedded workers) and
+stops them all by PID when the run ends, also on failure or Ctrl-C. Clusters start on first use
+and are shared by the scenarios that need the same shape. Each measurement point runs
+raftwork, then the baseline, ``repeats`` times (A, B, A, B, ...), and keeps the medians.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+from consensus.bench import load
+from consensus.bench.clusters import LocalCluster
+from consensus.bench.embedded import EmbeddedCluster
+from consensus.bench.etcd import INSTALL_HINT, EtcdCluster, etcd_binary
+from consensus.bench.launch import RaftworkCluster, served_apps
+from consensus.bench.load import LoadSpec
+from consensus.bench.procs import NullServer
+from consensus.bench.results import BenchResults, LoadRow, compare, median_row
+from consensus.bench.settings import BenchSettings
+
+Progress = Callable[[str], None]
+
+# (what the row says, raftwork workload, etcd workload, the app raftwork needs, lock names)
+HTTP_OPS: list[tuple[str, str, str, str, int]] = [
+    ("counter incr", "rw-incr", "etcd-put", "counter", 1),
+    ("linearizable get", "rw-get", "etcd-range", "counter", 1),
+    ("stale get", "rw-stale", "etcd-range-serializable", "counter", 1),
+    ("kv put", "rw-kv-put", "etcd-put", "kv", 1),
+    ("kv get", "rw-kv-get", "etcd-range", "kv", 1),
+    ("lock 1 name", "rw-lock", "etcd-lock", "locks", 1),
+    ("lock 8 names", "rw-lock", "etcd-lock", "locks", 8),
+]
+EMBEDDED_OPS = [("propose", "propose"), ("linearizable read", "read"), ("stale read", "stale")]
+_APP_ISSUE = {"kv": "the kv app (issue 10) is not installed yet", "locks": "the locks app (issue 10) is not installed yet"}
+
+
+class Bench:
+    def __init__(self, settings: BenchSettings, progress: Progress | None = None) -> None:
+        self.settings = settings
+        self.progress = progress or (lambda message: None)
+        self.results = BenchResults(settings=_settings_dict(settings))
+        self.root = Path(tempfile.mkdtemp(prefix="raftwork-bench-"))
+        self._stack = contextlib.ExitStack()
+        self._clusters: dict[str, Any] = {}
+
+    def __enter__(self) -> "Bench":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._clusters.clear()
+        self._stack.close()
+
+    # -- clusters, started on first use -----------------------------------------------------------
+
+    def _start(self, key: str, make: Callable[[], Any]) -> Any:
+        if key not in self._clusters:
+            self.progress(f"starting {key}")
+            self._clusters[key] = self._stack.enter_context(make())
+        return self._clusters[key]
+
+    def raftwork(self, n: int = 3) -> RaftworkCluster:
+        return self._start(f"raftwork-{n}", lambda: RaftworkCluster(n, self.root / f"raftwork-{n}", self.settings.fsync))  # type: ignore[no-any-return]
+
+    def etcd(self, n: int = 3) -> EtcdCluster | None:
+        if not self.settings.etcd:
+            return None
+        if etcd_binary() is None:
+            self.results.skip("etcd", INSTALL_HINT)
+            return None
+        return self._start(f"etcd-{n}", lambda: EtcdCluster(n, self.root / f"etcd-{n}"))  # type: ignore[no-any-return]
+
+    def embedded(self, system: str) -> EmbeddedCluster:
+        return self._start(f"embedded-{system}", lambda: EmbeddedCluster(system, 3, self.root / f"embedded-{system}", self.settings.fsync))  # type: ignore[no-any-return]
+
+    def drop(self, key: str) -> None:
+        """Stop one shared cluster now (the sizes scenario starts and stops its own)."""
+        cluster = self._clusters.pop(key, None)
+        if cluster is not None:
+            cluster.__exit__(None, None, None)
+
+    # -- measurements --------------------------------------------------------------------------
+
+    def ceiling(self) -> None:
+        levels = [c for c in self.settings.load_levels() if c not in self.results.ceiling]
+        if not levels:
+            return
+        with NullServer() as null:
+            for c in levels:
+                self.progress(f"load client ceiling at c={c}")
+                run = load.run(self._spec("null", [null.url], c, 16))
+                self.results.ceiling[c] = run["rate"]
+
+    def _spec(self, workload: str, targets: list[str], concurrency: int, payload: int, locks: int = 1) -> LoadSpec:
+        s = self.settings
+        return LoadSpec(workload, targets, concurrency, s.duration, warmup=s.warmup, payload=payload, locks=locks,
+                        timeout=15.0, key_prefix=f"b{uuid.uuid4().hex[:6]}")
+
+    def http_pair(self, scenario: str, op: str, rw_workload: str, etcd_workload: str, target: str, concurrency: int,
+                  payload: int = 16, locks: int = 1, nodes: int = 3) -> None:
+        """Measure one HTTP point on raftwork and etcd, interleaved; add the rows."""
+        if not _app_ready(self, scenario, rw_workload):
+            return
+        if nodes == 1 and target == "follower":
+            return
+        rw, ec = self.raftwork(nodes), self.etcd(nodes)
+        runs_a: list[dict[str, Any]] = []
+        runs_b: list[dict[str, Any]] = []
+        for rep in range(self.settings.repeats):
+            self.progress(f"{scenario}: {op} to the {target}, n={nodes} c={concurrency} {payload}B, repeat {rep + 1}")
+            runs_a.append(load.run(self._spec(rw_workload, [_url(rw, target)], concurrency, payload, locks)))
+            if ec is not None:
+                runs_b.append(load.run(self._spec(etcd_workload, [_url(ec, target)], concurrency, payload, locks)))
+        row = self._row(scenario, "raftwork", op, target, nodes, payload, runs_a)
+        if runs_b:
+            base = self._row(scenario, "etcd", op, target, nodes, payload, runs_b)
+            compare(row, base)
+
+    def embedded_pair(self, scenario: str, op: str, kind: str, concurrency: int, payload: int = 16) -> None:
+        s = self.settings
+        rw = self.embedded("raftwork")
+        raw = self.embedded("pysyncobj") if s.pysyncobj else None
+        runs_a: list[dict[str, Any]] = []
+        runs_b: list[dict[str, Any]] = []
+        for rep in range(s.repeats):
+            self.progress(f"{scenario}: {op} c={concurrency} {payload}B, repeat {rep + 1}")
+            runs_a.append(rw.run(kind, concurrency, s.duration, s.warmup, payload))
+            if raw is not None:
+                runs_b.append(raw.run(kind, concurrency, s.duration, s.warmup, payload))
+        row = self._row(scenario, "raftwork", op, "-", 3, payload, runs_a, ceiling=False)
+        if runs_b:
+            compare(row, self._row(scenario, "pysyncobj", op, "-", 3, payload, runs_b, ceiling=False))
+
+    def _row(self, scenario: str, system: str, op: str, target: str, nodes: int, payload: int,
+             runs: list[dict[str, Any]], ceiling: bool = True) -> LoadRow:
+        row = median_row(scenario, system, op, target, nodes, payload, runs)
+        if ceiling:
+            row.client_ceiling = self.results.ceiling.get(row.concurrency)
+        self.results.loads.append(row)
+        return row
+
+
+def _url(cluster: LocalCluster, target: str) -> str:
+    return cluster.urls[cluster.leader() if target == "leader" else cluster.follower()]
+
+
+def _app_ready(bench: Bench, scenario: str, workload: str) -> bool:
+    app = next(a for _, w, _, a, _ in HTTP_OPS if w == workload)
+    if app in served_apps():
+        return True
+    bench.results.skip(scenario, f"{workload}: {_APP_ISSUE.get(app, app + ' is not installed')}")
+    return False
+
+
+def _settings_dict(settings: BenchSettings) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    from consensus.bench.etcd import etcd_version
+
+    return {**asdict(settings), "etcd_version": etcd_version(), "raftwork_apps": served_apps()}
+
+
+# -- the load scenarios ----------------------------------------------------------------------------
+
+
+def run_embedded(bench: Bench) -> None:
+    for concurrency in bench.settings.embedded_concurrency:
+        for op, kind in EMBEDDED_OPS:
+            bench.embedded_pair("embedded", op, kind, concurrency)
+
+
+def run_http(bench: Bench) -> None:
+    for concurrency in bench.settings.concurrency:
+        for op, rw_workload, etcd_workload, _, locks in HTTP_OPS:
+            for target in bench.settings.targets:
+                bench.http_pair("http", op, rw_workload, etcd_workload, target, concurrency, locks=locks)
+
+
+def run_sweep(bench: Bench) -> None:
+    for op, rw_workload, etcd_workload, _, _ in HTTP_OPS[:2]:
+        for concurrency in bench.settings.sweep:
+            bench.http_pair("sweep", op, rw_workload, etcd_workload, "leader", concurrency)
+
+
+def run_payload(bench: Bench) -> None:
+    for payload in bench.settings.payloads:
+        bench.embedded_pair("payload", "propose", "propose", bench.settings.embedded_concurrency[-1], payload)
+        for concurrency in bench.settings.concurrency:
+            bench.http_pair("payload", "kv put", "rw-kv-put", "etcd-put", "leader", concurrency, payload=payload)
+
+
+def run_sizes(bench: Bench) -> None:
+    for n in bench.settings.sizes:
+        for op, rw_workload, etcd_workload, _, _ in HTTP_OPS[:3]:
+            for concurrency in bench.settings.concurrency:
+                bench.http_pair("sizes", op, rw_workload, etcd_workload, "leader", concurrency, nodes=n)
+        if n != 3:  # the 3-node clusters stay for the scenarios after this one
+            bench.drop(f"raftwork-{n}")
+            bench.drop(f"etcd-{n}")
