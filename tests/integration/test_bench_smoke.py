@@ -1,0 +1,155 @@
+"""Every `consensus bench` scenario, end to end with tiny figures, through the command line.
+
+One run covers all scenarios (starting clusters is the costly part); the assertions check each
+scenario's rows, the ratios against the baselines, the events' terms and the output files.
+The full-size run is in test_bench_full.py (pytest -m bench).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from consensus.bench.etcd import etcd_binary
+from consensus.bench.profile import py_spy
+
+ROOT = Path(__file__).resolve().parents[2]
+HAS_ETCD = etcd_binary() is not None
+
+SMOKE = ["--scenario", "all", "--concurrency", "4", "--embedded-concurrency", "4", "--sweep", "1,4", "--payloads", "16,1024",
+         "--sizes", "1", "--duration", "0.3", "--warmup", "0.1", "--repeats", "1", "--failovers", "1",
+         "--failover-writers", "4", "--failover-window", "4", "--catchup-entries", "100", "--pause-seconds", "0.5",
+         "--profile-seconds", "1"]
+
+
+def _bench(*args: str, timeout: float = 280) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "consensus", "bench", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT, env=env)
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory) -> tuple[subprocess.CompletedProcess[str], Path, dict]:
+    out = tmp_path_factory.mktemp("bench")
+    result = _bench(*SMOKE, "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result, out, json.loads((out / "results.json").read_text())
+
+
+def _loads(data: dict, scenario: str, system: str | None = None) -> list[dict]:
+    return [r for r in data["loads"] if r["scenario"] == scenario and (system is None or r["system"] == system)]
+
+
+def _sane(row: dict) -> None:
+    lat = row["latency_ms"]
+    assert row["rate"] > 0 and 0 < lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"], row
+
+
+def test_the_client_ceiling_is_measured_at_every_level_and_printed(smoke):
+    result, _, data = smoke
+    assert set(data["client_ceiling"]) == {"1", "4"} and all(v > 0 for v in data["client_ceiling"].values())
+    assert "load client ceiling (do-nothing aiohttp server): c=1:" in result.stdout
+
+
+def test_embedded_rows_compare_each_op_with_raw_pysyncobj(smoke):
+    _, _, data = smoke
+    rows = _loads(data, "embedded", "raftwork")
+    assert [r["op"] for r in rows] == ["propose", "linearizable read", "stale read"]
+    for row in rows + _loads(data, "embedded", "pysyncobj"):
+        _sane(row)
+    assert all(r["baseline"] == "pysyncobj" and r["ratio"] > 0 for r in rows)
+
+
+def test_http_rows_go_to_the_leader_and_through_a_follower_and_pair_with_etcd(smoke):
+    _, _, data = smoke
+    rows = _loads(data, "http", "raftwork")
+    assert {(r["op"], r["target"]) for r in rows} >= {(op, t) for op in ("counter incr", "linearizable get", "stale get")
+                                                       for t in ("leader", "follower")}
+    for row in rows:
+        _sane(row)
+        assert row["failed"] == row["unknown"] == 0, row["errors"]
+        assert row["client_ceiling"] == data["client_ceiling"]["4"]
+        if HAS_ETCD:
+            assert row["baseline"] == "etcd" and row["ratio"] > 0
+    if HAS_ETCD:
+        etcd_ops = {(r["op"], r["target"]) for r in _loads(data, "http", "etcd")}
+        assert etcd_ops == {(r["op"], r["target"]) for r in rows}
+    else:
+        assert any("etcd is not installed" in s["reason"] for s in data["skipped"])
+    missing = {"kv", "locks"} - set(data["settings"]["raftwork_apps"])
+    for app in missing:  # the app slots say why they are empty until the apps land
+        assert any(f"the {app} app" in s["reason"] for s in data["skipped"] if s["scenario"] == "http")
+
+
+def test_sweep_payload_and_sizes_rows_cover_every_level(smoke):
+    _, _, data = smoke
+    sweep = _loads(data, "sweep", "raftwork")
+    assert sorted((r["op"], r["concurrency"]) for r in sweep) == [("counter incr", 1), ("counter incr", 4),
+                                                                  ("linearizable get", 1), ("linearizable get", 4)]
+    payload = _loads(data, "payload", "raftwork")
+    assert sorted(r["payload"] for r in payload if r["op"] == "propose") == [16, 1024]
+    sizes = _loads(data, "sizes", "raftwork")
+    assert {r["nodes"] for r in sizes} == {1} and {r["op"] for r in sizes} == {"counter incr", "linearizable get", "stale get"}
+    for row in sweep + payload + sizes:
+        _sane(row)
+
+
+def test_failover_and_catchup_events_report_times_and_terms(smoke):
+    _, _, data = smoke
+    systems = ["raftwork", "etcd"] if HAS_ETCD else ["raftwork"]
+    failover = [e for e in data["events"] if e["scenario"] == "failover"]
+    assert [e["system"] for e in failover] == systems
+    for event in failover:
+        assert len(event["samples_s"]) == 1 and 0 < event["median_s"] < 4
+    catchup = [e for e in data["events"] if e["scenario"] == "catchup"]
+    assert [e["system"] for e in catchup] == systems * 2
+    for event in catchup:
+        assert event["median_s"] is not None and event["median_s"] >= 0
+        assert 0 < event["term_before"] <= event["term_after"]
+    restarted = [e for e in catchup if e["what"].startswith("restart")]
+    assert all(e["detail"]["entries_missed"] >= 100 for e in restarted)
+    if HAS_ETCD:
+        assert catchup[0]["baseline"] == "etcd" and catchup[0]["ratio"] is not None
+
+
+@pytest.mark.skipif(py_spy() is None, reason="py-spy is not installed (pip install py-spy)")
+def test_the_profile_names_the_leaders_threads_and_frames(smoke):
+    _, out, data = smoke
+    text = "\n".join(data["profile"])
+    assert "leader:" in text and "follower:" in text and "client:" in text and "self (top of stack)" in text
+    assert "thread MainThread" in text
+    assert (out / "profile" / "profile-leader.txt").stat().st_size > 0
+
+
+def test_the_results_dir_holds_csv_json_the_table_and_the_plots(smoke):
+    result, out, data = smoke
+    with open(out / "loads.csv") as f:
+        assert len(list(csv.DictReader(f))) == len(data["loads"])
+    with open(out / "events.csv") as f:
+        assert len(list(csv.DictReader(f))) == len(data["events"])
+    assert (out / "table.txt").read_text().strip() == result.stdout.strip()
+    for png in ("throughput-vs-concurrency.png", "latency-quantiles.png", "cluster-size.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"results in {out}" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--scenario", "nope"], "unknown scenario 'nope'"),
+        (["--concurrency", "0"], "each value must be from 1 to 4096"),
+        (["--targets", "leader,anywhere"], "--targets takes leader, follower or both"),
+        (["--duration", "-1"], "must be positive"),
+        (["--warmup", "-1"], "--warmup must not be negative"),
+    ],
+)
+def test_bad_flags_exit_2_with_one_line(args, message):
+    result = _bench(*args, timeout=60)
+    assert result.returncode == 2 and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and result.stdout == ""
