@@ -91,6 +91,8 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--catchup-entries", type=_positive(int), default=d.catchup_entries, metavar="N", help="log entries a restarted follower misses (default 10000)")
     p.add_argument("--pause-seconds", type=_positive(float), default=d.pause_seconds, metavar="S", help="how long a follower is SIGSTOPped (default 5)")
     p.add_argument("--profile-seconds", type=_positive(float), default=d.profile_seconds, metavar="S", help="py-spy sampling time of the profile scenario (default 10)")
+    p.add_argument("--memory-items", type=_positive(int), default=d.memory_items, metavar="N",
+                   help="keys, records or sessions the memory scenario creates per row (default 20000)")
     p.add_argument("--fsync", choices=["always", "never"], default=d.fsync,
                    help="raftwork's fsync policy, once nodes support it (default always; etcd 3.4 always fsyncs)")
     p.add_argument("--no-etcd", action="store_true", help="skip the etcd baseline")
@@ -112,7 +114,7 @@ def settings_from_args(args: argparse.Namespace) -> BenchSettings:
         sweep=args.sweep, payloads=args.payloads, sizes=args.sizes, targets=args.targets, duration=args.duration,
         warmup=args.warmup, repeats=args.repeats, failovers=args.failovers, failover_writers=args.failover_writers,
         failover_window=args.failover_window, catchup_entries=args.catchup_entries, pause_seconds=args.pause_seconds,
-        profile_seconds=args.profile_seconds, fsync=args.fsync, etcd=not args.no_etcd, pysyncobj=not args.no_pysyncobj,
+        profile_seconds=args.profile_seconds, memory_items=args.memory_items, fsync=args.fsync, etcd=not args.no_etcd, pysyncobj=not args.no_pysyncobj,
         out=out, plots=not args.no_plots,
     )
 

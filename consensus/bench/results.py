@@ -13,7 +13,10 @@ import json
 import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
+
+if TYPE_CHECKING:
+    from consensus.bench.memory import MemoryRow
 
 LATENCY_KEYS = ("p50", "p90", "p99", "max")
 
@@ -76,6 +79,7 @@ class BenchResults:
     ceiling: dict[int, float] = field(default_factory=dict)  # concurrency -> null-server rate
     skips: list[Skip] = field(default_factory=list)
     profile: list[str] = field(default_factory=list)  # py-spy summaries, one text block per process
+    memory: list["MemoryRow"] = field(default_factory=list)
 
     def skip(self, scenario: str, reason: str) -> None:
         if not any(s.scenario == scenario and s.reason == reason for s in self.skips):
@@ -87,6 +91,7 @@ class BenchResults:
             "client_ceiling": {str(k): v for k, v in sorted(self.ceiling.items())},
             "loads": [{**asdict(r), "client_bound": r.client_bound} for r in self.loads],
             "events": [{**asdict(e), "median_s": e.median_s} for e in self.events],
+            "memory": [{**asdict(m), "median_bytes": m.median_bytes} for m in self.memory],
             "skipped": [asdict(s) for s in self.skips],
             "profile": self.profile,
         }
@@ -122,6 +127,10 @@ def _fmt(value: float | None, spec: str) -> str:
 def format_table(results: BenchResults) -> str:
     """Render the results as the table printed on the terminal."""
     lines = []
+    settings = results.settings
+    if "raftwork_fsync" in settings:
+        etcd = f"; etcd {settings['etcd_version']} fsyncs every commit" if settings.get("etcd_version") else ""
+        lines.append(f"raftwork fsync: {settings['raftwork_fsync']}{etcd}")
     if results.ceiling:
         levels = ", ".join(f"c={c}: {r:.0f}/s" for c, r in sorted(results.ceiling.items()))
         lines.append(f"load client ceiling (do-nothing aiohttp server): {levels}")
@@ -142,6 +151,10 @@ def format_table(results: BenchResults) -> str:
         ratio = f"; {e.ratio:.2f}x {e.baseline}" if e.ratio is not None else ""
         samples = ", ".join(f"{s:.2f}" for s in e.samples_s)
         lines.append(f"{e.scenario:<9} {e.system:<9} {e.what}: median {_fmt(e.median_s, '.3f')} s of [{samples}]{terms}{ratio}")
+    for m in results.memory:
+        per_node = ", ".join(f"{b:.0f}" for b in m.bytes_per_item)
+        lines.append(f"memory    {m.system:<9} {m.what}: median {_fmt(m.median_bytes, '.0f')} bytes each "
+                     f"over {m.items} (per node: {per_node})")
     lines += results.profile
     for s in results.skips:
         lines.append(f"skipped {s.scenario}: {s.reason}")
@@ -154,10 +167,10 @@ def _columns(rows: list[list[str]]) -> str:
 
 
 def write(results: BenchResults, directory: str | Path) -> list[Path]:
-    """Write results.json, loads.csv, events.csv and table.txt into ``directory``; return their paths."""
+    """Write results.json, loads.csv, events.csv, memory.csv and table.txt into ``directory``; return their paths."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
-    paths = [out / "results.json", out / "loads.csv", out / "events.csv", out / "table.txt"]
+    paths = [out / "results.json", out / "loads.csv", out / "events.csv", out / "table.txt", out / "memory.csv"]
     paths[0].write_text(json.dumps(results.to_dict(), indent=2))
     paths[3].write_text(format_table(results) + "\n")
     with open(paths[1], "w", newline="") as f:
@@ -174,4 +187,10 @@ def write(results: BenchResults, directory: str | Path) -> list[Path]:
         for e in results.events:
             writer.writerow([e.scenario, e.system, e.what, e.nodes, e.median_s, " ".join(map(str, e.samples_s)),
                              e.term_before, e.term_after, e.baseline or "", e.ratio if e.ratio is not None else ""])
+    with open(paths[4], "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["system", "what", "nodes", "items", "median_bytes", "bytes_per_item", "rss_before_mb"])
+        for m in results.memory:
+            writer.writerow([m.system, m.what, m.nodes, m.items, m.median_bytes, " ".join(map(str, m.bytes_per_item)),
+                             " ".join(map(str, m.rss_before_mb))])
     return paths

@@ -13,6 +13,26 @@ from consensus.bench.runner import Bench
 from consensus.bench.settings import SCENARIOS, BenchSettings
 
 
+def run_memory(bench: Bench) -> None:
+    from consensus.bench.launch import served_apps
+    from consensus.bench.memory import memory_row
+
+    items = bench.settings.memory_items
+    rows = [("rw-incr-new", "per counter key", "counter"), ("rw-incr-idem", "per exactly-once record", "counter"),
+            ("rw-session", "per lock session", "locks")]
+    for workload, what, app in rows:
+        if app not in served_apps():
+            bench.results.skip("memory", f"{workload}: the {app} app (issue 10) is not installed yet")
+            continue
+        bench.progress(f"memory: raftwork {what}, {items} items")
+        bench.results.memory.append(memory_row(bench.raftwork(3), workload, what, items))
+    etcd = bench.etcd(3)
+    if etcd is not None:
+        for workload, what in (("etcd-put-new", "per key"), ("etcd-lease", "per lease")):
+            bench.progress(f"memory: etcd {what}, {items} items")
+            bench.results.memory.append(memory_row(etcd, workload, what, items))
+
+
 def run_failover(bench: Bench) -> None:
     s = bench.settings
     clusters: list[tuple[LocalCluster, str]] = [(bench.raftwork(3), "rw-incr")]
@@ -74,6 +94,7 @@ SCENARIO_RUNNERS: dict[str, Callable[[Bench], None]] = {
     "sweep": runner.run_sweep,
     "payload": runner.run_payload,
     "sizes": runner.run_sizes,
+    "memory": run_memory,
     "failover": run_failover,
     "catchup": run_catchup,
     "profile": run_profile,

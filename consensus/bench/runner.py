@@ -165,7 +165,10 @@ def _settings_dict(settings: BenchSettings) -> dict[str, Any]:
 
     from consensus.bench.etcd import etcd_version
 
-    return {**asdict(settings), "etcd_version": etcd_version(), "raftwork_apps": served_apps()}
+    from consensus.bench.launch import serve_has_flag
+
+    fsync = settings.fsync if serve_has_flag("--fsync") else "not supported yet (consensus serve has no --fsync)"
+    return {**asdict(settings), "etcd_version": etcd_version(), "raftwork_apps": served_apps(), "raftwork_fsync": fsync}
 
 
 # -- the load scenarios ----------------------------------------------------------------------------

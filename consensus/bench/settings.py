@@ -11,11 +11,12 @@ SCENARIOS: dict[str, str] = {
     "sweep": "HTTP counter incr and linearizable get to the leader at each --sweep concurrency, vs etcd",
     "payload": "embedded proposals and HTTP kv puts of each --payloads size, vs raw pysyncobj and etcd",
     "sizes": "HTTP writes and reads on clusters of each --sizes size, vs etcd of the same size",
+    "memory": "resident memory per new key, per exactly-once record and per lock session (etcd: per key and per lease)",
     "failover": "kill -9 of the leader under write load: time to the first successful write, vs etcd",
     "catchup": "a follower restarted after missing --catchup-entries entries, and one resumed after a --pause-seconds SIGSTOP, vs etcd",
     "profile": "py-spy samples of the leader's process under HTTP writes: where its time goes, by thread and frame",
 }
-DEFAULT_SCENARIOS = ("embedded", "http", "sweep", "payload", "sizes", "failover", "catchup")
+DEFAULT_SCENARIOS = ("embedded", "http", "sweep", "payload", "sizes", "memory", "failover", "catchup")
 
 
 @dataclass
@@ -36,6 +37,7 @@ class BenchSettings:
     catchup_entries: int = 10_000
     pause_seconds: float = 5.0
     profile_seconds: float = 10.0
+    memory_items: int = 20_000
     fsync: str = "always"  # passed to raftwork nodes once `consensus serve` has --fsync
     etcd: bool = True  # measure the etcd baseline when etcd is installed
     pysyncobj: bool = True  # measure the raw pysyncobj baseline

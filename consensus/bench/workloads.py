@@ -63,11 +63,11 @@ def classify(status: int, body: Any) -> OpError:
     return OpError(f"{status}", status in (400, 404, 409, 503))
 
 
-async def call(http: aiohttp.ClientSession, method: str, url: str, body: Any = None) -> Any:
+async def call(http: aiohttp.ClientSession, method: str, url: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
     """Send one request; return the JSON answer of a 2xx or raise ``OpError``."""
     data = None if body is None else json.dumps(body)
     try:
-        async with http.request(method, url, data=data, headers={"Content-Type": "application/json"}) as response:
+        async with http.request(method, url, data=data, headers={"Content-Type": "application/json", **(headers or {})}) as response:
             text = await response.read()
             try:
                 answer = json.loads(text) if text else None
@@ -107,6 +107,19 @@ async def _null(http: aiohttp.ClientSession, url: str, state: dict[str, Any], se
 
 async def _rw_incr(http: aiohttp.ClientSession, url: str, state: dict[str, Any], seq: int) -> None:
     await call(http, "POST", f"{url}/v1/counters/{state['key']}/incr", {"by": 1})
+
+
+async def _rw_incr_new_key(http: aiohttp.ClientSession, url: str, state: dict[str, Any], seq: int) -> None:
+    await call(http, "POST", f"{url}/v1/counters/{state['key']}-{seq}/incr", {"by": 1})
+
+
+async def _rw_incr_idempotent(http: aiohttp.ClientSession, url: str, state: dict[str, Any], seq: int) -> None:
+    key = f"{state['key']}-{seq}"  # a fresh key per request: each leaves one exactly-once record
+    await call(http, "POST", f"{url}/v1/counters/{state['key']}/incr", {"by": 1}, headers={"Idempotency-Key": key})
+
+
+async def _rw_session_open(http: aiohttp.ClientSession, url: str, state: dict[str, Any], seq: int) -> None:
+    await call(http, "POST", f"{url}/v1/sessions", {"ttl_ms": 600_000})
 
 
 def _rw_get(consistency: str) -> Op:
@@ -151,6 +164,14 @@ async def _etcd_put(http: aiohttp.ClientSession, url: str, state: dict[str, Any]
     await call(http, "POST", f"{url}/v3/kv/put", {"key": _b64(state["key"]), "value": _b64(state["value"])})
 
 
+async def _etcd_put_new_key(http: aiohttp.ClientSession, url: str, state: dict[str, Any], seq: int) -> None:
+    await call(http, "POST", f"{url}/v3/kv/put", {"key": _b64(f"{state['key']}-{seq}"), "value": _b64(state["value"])})
+
+
+async def _etcd_lease_grant(http: aiohttp.ClientSession, url: str, state: dict[str, Any], seq: int) -> None:
+    await call(http, "POST", f"{url}/v3/lease/grant", {"TTL": 600})
+
+
 def _etcd_range(serializable: bool) -> Op:
     async def op(http: aiohttp.ClientSession, url: str, state: dict[str, Any], seq: int) -> None:
         await call(http, "POST", f"{url}/v3/kv/range", {"key": _b64(state["key"]), "serializable": serializable})
@@ -175,12 +196,17 @@ WORKLOADS: dict[str, Workload] = {
     for w in [
         Workload("null", "null", _null, _no_setup, False, "a do-nothing aiohttp server (the client's ceiling)"),
         Workload("rw-incr", "raftwork", _rw_incr, _no_setup, True, "POST /v1/counters/K/incr"),
+        Workload("rw-incr-new", "raftwork", _rw_incr_new_key, _no_setup, True, "POST /v1/counters/K-SEQ/incr (a new counter each time)"),
+        Workload("rw-incr-idem", "raftwork", _rw_incr_idempotent, _no_setup, True, "POST /v1/counters/K/incr with a fresh Idempotency-Key"),
+        Workload("rw-session", "raftwork", _rw_session_open, _no_setup, True, "POST /v1/sessions (a lock-service session)"),
         Workload("rw-get", "raftwork", _rw_get("linearizable"), _no_setup, False, "GET /v1/counters/K (linearizable)"),
         Workload("rw-stale", "raftwork", _rw_get("stale"), _no_setup, False, "GET /v1/counters/K?consistency=stale"),
         Workload("rw-kv-put", "raftwork", _rw_kv_put, _no_setup, True, "PUT /v1/kv/K"),
         Workload("rw-kv-get", "raftwork", _rw_kv_get("linearizable"), _no_setup, False, "GET /v1/kv/K (linearizable)"),
         Workload("rw-lock", "raftwork", _rw_lock, _rw_lock_setup, True, "acquire + release of a lock, one session per worker"),
         Workload("etcd-put", "etcd", _etcd_put, _no_setup, True, "POST /v3/kv/put"),
+        Workload("etcd-put-new", "etcd", _etcd_put_new_key, _no_setup, True, "POST /v3/kv/put of a new key each time"),
+        Workload("etcd-lease", "etcd", _etcd_lease_grant, _no_setup, True, "POST /v3/lease/grant (etcd's session)"),
         Workload("etcd-range", "etcd", _etcd_range(False), _no_setup, False, "POST /v3/kv/range (linearizable)"),
         Workload("etcd-range-serializable", "etcd", _etcd_range(True), _no_setup, False, "POST /v3/kv/range (serializable)"),
         Workload("etcd-lock", "etcd", _etcd_lock, _etcd_lock_setup, True, "lock + unlock with a lease per worker"),

@@ -25,7 +25,7 @@ HAS_ETCD = etcd_binary() is not None
 SMOKE = ["--scenario", "all", "--concurrency", "4", "--embedded-concurrency", "4", "--sweep", "1,4", "--payloads", "16,1024",
          "--sizes", "1", "--duration", "0.3", "--warmup", "0.1", "--repeats", "1", "--failovers", "1",
          "--failover-writers", "4", "--failover-window", "4", "--catchup-entries", "100", "--pause-seconds", "0.5",
-         "--profile-seconds", "1"]
+         "--profile-seconds", "1", "--memory-items", "300"]
 
 
 def _bench(*args: str, timeout: float = 280) -> subprocess.CompletedProcess[str]:
@@ -116,6 +116,21 @@ def test_failover_and_catchup_events_report_times_and_terms(smoke):
     assert all(e["detail"]["entries_missed"] >= 100 for e in restarted)
     if HAS_ETCD:
         assert catchup[0]["baseline"] == "etcd" and catchup[0]["ratio"] is not None
+
+
+def test_memory_rows_give_bytes_per_item_on_every_node(smoke):
+    _, out, data = smoke
+    rows = data["memory"]
+    expected = [("raftwork", "per counter key"), ("raftwork", "per exactly-once record")]
+    if "locks" in data["settings"]["raftwork_apps"]:
+        expected.append(("raftwork", "per lock session"))
+    if HAS_ETCD:
+        expected += [("etcd", "per key"), ("etcd", "per lease")]
+    assert [(m["system"], m["what"]) for m in rows] == expected
+    for m in rows:
+        assert m["items"] == 300 and len(m["bytes_per_item"]) == 3 and all(mb > 0 for mb in m["rss_before_mb"])
+    with open(out / "memory.csv") as f:
+        assert len(list(csv.DictReader(f))) == len(rows)
 
 
 @pytest.mark.skipif(py_spy() is None, reason="py-spy is not installed (pip install py-spy)")
