@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import signal
 import sys
 from typing import Any, Sequence
 
@@ -125,6 +126,10 @@ def command(args: argparse.Namespace) -> int:
     from consensus.cli import CommandError
 
     settings = settings_from_args(args)
+    # SIGTERM unwinds like Ctrl-C, so every cluster the run started is stopped by PID on the way out.
+    signal.signal(signal.SIGTERM, _interrupt)
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # started in the background by a shell
+        signal.signal(signal.SIGINT, _interrupt)
 
     def progress(message: str) -> None:
         if not args.quiet:
@@ -137,6 +142,10 @@ def command(args: argparse.Namespace) -> int:
     print(json.dumps(results.to_dict(), indent=2) if args.json else format_table(results))
     print(f"results in {settings.out}", file=sys.stderr)
     return 0
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def register(subparsers: Any) -> None:

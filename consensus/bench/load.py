@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import time
@@ -30,6 +31,7 @@ from consensus.bench.workloads import WORKLOADS, OpContext, OpError
 
 _ERROR_BACKOFF_SECONDS = 0.005  # after a failure, so a refused port is not a busy loop
 _ROTATE_KINDS = ("connect", "timeout", "disconnected", "503", "504")
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -47,6 +49,7 @@ class LoadSpec:
     spread: bool = True  # workers start on every target in turn (False: all on the first)
     timeline: bool = False
     key_prefix: str = "bench"
+    watch_pids: list[int] = field(default_factory=list)  # processes whose CPU time the measured phase used
 
     def check(self) -> None:
         if self.workload not in WORKLOADS:
@@ -107,10 +110,12 @@ async def run_load(spec: LoadSpec) -> dict[str, Any]:
             await asyncio.gather(*(_worker(spec, http, i, s, until, None, [-1]) for i, s in enumerate(states)))
         tally = _Tally()
         budget = [spec.ops if spec.ops is not None else -1]
+        cpu_before = {pid: cpu_seconds(pid) for pid in spec.watch_pids}
         began = time.monotonic()
         until = began + spec.duration
         await asyncio.gather(*(_worker(spec, http, i, s, until, tally, budget) for i, s in enumerate(states)))
         elapsed = time.monotonic() - began
+        cpu = {str(pid): round(cpu_seconds(pid) - before, 4) for pid, before in cpu_before.items()}
     return {
         "workload": spec.workload,
         "concurrency": spec.concurrency,
@@ -122,8 +127,19 @@ async def run_load(spec: LoadSpec) -> dict[str, Any]:
         "failed": tally.failed,
         "unknown": tally.unknown,
         "began": began,
+        "cpu_s": cpu,
         "timeline": tally.timeline if spec.timeline else None,
     }
+
+
+def cpu_seconds(pid: int) -> float:
+    """Return the CPU time (user + system, all threads) process ``pid`` has used; 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime and stime, fields 14 and 15 of stat
 
 
 class LoadProcess:

@@ -40,6 +40,7 @@ class LoadRow:
     baseline: str | None = None  # the system this row is compared with
     ratio: float | None = None  # rate / baseline's rate
     client_ceiling: float | None = None  # the load client's rate on a do-nothing server
+    cpu_us_per_op: dict[str, float | None] = field(default_factory=dict)  # leader, follower: CPU per op (medians)
 
     @property
     def client_bound(self) -> bool:
@@ -109,9 +110,13 @@ def median_row(scenario: str, system: str, op: str, target: str, nodes: int, pay
     for r in runs:
         for kind, n in r["errors"].items():
             errors[kind] = errors.get(kind, 0) + n
+    cpu: dict[str, float | None] = {}
+    for role in ("leader", "follower"):
+        values = [r["cpu_us_per_op"][role] for r in runs if (r.get("cpu_us_per_op") or {}).get(role) is not None]
+        cpu[role] = round(statistics.median(values), 1) if values else None
     return LoadRow(scenario, system, op, runs[0]["workload"], target, nodes, int(runs[0]["concurrency"]), payload,
                    round(statistics.median(rates), 1), rates, latency, errors,
-                   sum(r["failed"] for r in runs), sum(r["unknown"] for r in runs))
+                   sum(r["failed"] for r in runs), sum(r["unknown"] for r in runs), cpu_us_per_op=cpu)
 
 
 def compare(row: LoadRow, baseline: LoadRow) -> None:
@@ -134,18 +139,20 @@ def format_table(results: BenchResults) -> str:
     if results.ceiling:
         levels = ", ".join(f"c={c}: {r:.0f}/s" for c, r in sorted(results.ceiling.items()))
         lines.append(f"load client ceiling (do-nothing aiohttp server): {levels}")
-    header = ["SCENARIO", "SYSTEM", "OP", "TARGET", "N", "C", "BYTES", "OPS/S", "P50MS", "P90MS", "P99MS", "MAXMS", "ERR", "VS", "RATIO"]
+    header = ["SCENARIO", "SYSTEM", "OP", "TARGET", "N", "C", "BYTES", "OPS/S", "P50MS", "P90MS", "P99MS", "MAXMS", "ERR",
+              "CPU-US L/F", "VS", "RATIO"]
     rows = [header]
     for r in results.loads:
         lat = r.latency_ms
         rows.append([r.scenario, r.system, r.op, r.target, str(r.nodes), str(r.concurrency), str(r.payload),
                      f"{r.rate:.0f}" + ("*" if r.client_bound else ""), _fmt(lat.get("p50"), ".2f"), _fmt(lat.get("p90"), ".2f"),
                      _fmt(lat.get("p99"), ".2f"), _fmt(lat.get("max"), ".1f"), str(r.failed + r.unknown),
-                     r.baseline or "", _fmt(r.ratio, ".2f") + ("x" if r.ratio is not None else "")])
+                     _cpu(r.cpu_us_per_op), r.baseline or "", _fmt(r.ratio, ".2f") + ("x" if r.ratio is not None else "")])
     if len(rows) > 1:
         lines.append(_columns(rows))
         if any(r.client_bound for r in results.loads):
             lines.append("* within 25 % of the load client's own ceiling: the client may be the bound")
+        lines.append("CPU-US L/F: microseconds of CPU per operation on the leader / on each follower (mean)")
     for e in results.events:
         terms = f"; term {e.term_before} -> {e.term_after}" if e.term_before is not None else ""
         ratio = f"; {e.ratio:.2f}x {e.baseline}" if e.ratio is not None else ""
@@ -159,6 +166,12 @@ def format_table(results: BenchResults) -> str:
     for s in results.skips:
         lines.append(f"skipped {s.scenario}: {s.reason}")
     return "\n".join(lines)
+
+
+def _cpu(cpu: dict[str, float | None]) -> str:
+    if cpu.get("leader") is None:
+        return "-"
+    return f"{cpu['leader']:.0f}/{_fmt(cpu.get('follower'), '.0f')}"
 
 
 def _columns(rows: list[list[str]]) -> str:
@@ -176,10 +189,12 @@ def write(results: BenchResults, directory: str | Path) -> list[Path]:
     with open(paths[1], "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["scenario", "system", "op", "workload", "target", "nodes", "concurrency", "payload", "rate",
-                         *[f"{k}_ms" for k in LATENCY_KEYS], "failed", "unknown", "baseline", "ratio", "client_bound"])
+                         *[f"{k}_ms" for k in LATENCY_KEYS], "failed", "unknown", "leader_cpu_us", "follower_cpu_us",
+                         "baseline", "ratio", "client_bound"])
         for r in results.loads:
             writer.writerow([r.scenario, r.system, r.op, r.workload, r.target, r.nodes, r.concurrency, r.payload, r.rate,
-                             *[r.latency_ms.get(k) for k in LATENCY_KEYS], r.failed, r.unknown, r.baseline or "",
+                             *[r.latency_ms.get(k) for k in LATENCY_KEYS], r.failed, r.unknown,
+                             r.cpu_us_per_op.get("leader"), r.cpu_us_per_op.get("follower"), r.baseline or "",
                              r.ratio if r.ratio is not None else "", r.client_bound])
     with open(paths[2], "w", newline="") as f:
         writer = csv.writer(f)

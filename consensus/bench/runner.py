@@ -37,6 +37,7 @@ HTTP_OPS: list[tuple[str, str, str, str, int]] = [
     ("lock 8 names", "rw-lock", "etcd-lock", "locks", 8),
 ]
 EMBEDDED_OPS = [("propose", "propose"), ("linearizable read", "read"), ("stale read", "stale")]
+_CEILING_SECONDS = 3.0  # a do-nothing server's rate settles fast; longer runs only cost time
 _APP_ISSUE = {"kv": "the kv app (issue 10) is not installed yet", "locks": "the locks app (issue 10) is not installed yet"}
 
 
@@ -96,7 +97,9 @@ class Bench:
         with NullServer() as null:
             for c in levels:
                 self.progress(f"load client ceiling at c={c}")
-                run = load.run(self._spec("null", [null.url], c, 16))
+                spec = self._spec("null", [null.url], c, 16)
+                spec.duration = min(spec.duration, _CEILING_SECONDS)
+                run = load.run(spec)
                 self.results.ceiling[c] = run["rate"]
 
     def _spec(self, workload: str, targets: list[str], concurrency: int, payload: int, locks: int = 1) -> LoadSpec:
@@ -116,13 +119,24 @@ class Bench:
         runs_b: list[dict[str, Any]] = []
         for rep in range(self.settings.repeats):
             self.progress(f"{scenario}: {op} to the {target}, n={nodes} c={concurrency} {payload}B, repeat {rep + 1}")
-            runs_a.append(load.run(self._spec(rw_workload, [_url(rw, target)], concurrency, payload, locks)))
+            runs_a.append(self._measure(rw, rw_workload, target, concurrency, payload, locks))
             if ec is not None:
-                runs_b.append(load.run(self._spec(etcd_workload, [_url(ec, target)], concurrency, payload, locks)))
+                runs_b.append(self._measure(ec, etcd_workload, target, concurrency, payload, locks))
         row = self._row(scenario, "raftwork", op, target, nodes, payload, runs_a)
         if runs_b:
             base = self._row(scenario, "etcd", op, target, nodes, payload, runs_b)
             compare(row, base)
+
+    def _measure(self, cluster: LocalCluster, workload: str, target: str, concurrency: int, payload: int, locks: int) -> dict[str, Any]:
+        """Run one load on ``cluster``; add the CPU each op cost the leader and (on average) a follower."""
+        leader = cluster.leader()
+        node = leader if target == "leader" else cluster.follower()
+        pids = {i: p.pid for i, p in cluster.procs.items()}
+        spec = self._spec(workload, [cluster.urls[node]], concurrency, payload, locks)
+        spec.watch_pids = list(pids.values())
+        run = load.run(spec)
+        run["cpu_us_per_op"] = cpu_per_op(run, pids, leader)
+        return run
 
     def embedded_pair(self, scenario: str, op: str, kind: str, concurrency: int, payload: int = 16) -> None:
         s = self.settings
@@ -148,8 +162,15 @@ class Bench:
         return row
 
 
-def _url(cluster: LocalCluster, target: str) -> str:
-    return cluster.urls[cluster.leader() if target == "leader" else cluster.follower()]
+def cpu_per_op(run: dict[str, Any], pids: dict[int, int], leader: int) -> dict[str, float | None]:
+    """Return microseconds of CPU per successful op: on the leader, and the mean over followers."""
+    ops = run["ops"]
+    if not ops:
+        return {"leader": None, "follower": None}
+    cpu = {i: float(run["cpu_s"].get(str(pid), 0.0)) for i, pid in pids.items()}
+    followers = [seconds for i, seconds in cpu.items() if i != leader]
+    return {"leader": round(cpu.get(leader, 0.0) / ops * 1e6, 1),
+            "follower": round(sum(followers) / len(followers) / ops * 1e6, 1) if followers else None}
 
 
 def _app_ready(bench: Bench, scenario: str, workload: str) -> bool:
