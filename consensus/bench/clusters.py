@@ -38,6 +38,7 @@ class LocalCluster:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.urls: list[str] = []
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
+        self.started: list[subprocess.Popen[bytes]] = []  # every process ever started, for checks after stop
 
     # -- what a subclass provides ---------------------------------------------------------------
 
@@ -56,6 +57,7 @@ class LocalCluster:
     def start_node(self, i: int) -> None:
         with open(self.log_path(i), "ab") as log:
             self.procs[i] = spawn(self.argv(i), log)
+        self.started.append(self.procs[i])
 
     def kill(self, i: int) -> None:
         """kill -9 node i (by PID) and reap it."""

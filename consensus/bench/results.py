@@ -77,10 +77,22 @@ class BenchResults:
     settings: dict[str, Any]
     loads: list[LoadRow] = field(default_factory=list)
     events: list[EventRow] = field(default_factory=list)
-    ceiling: dict[int, float] = field(default_factory=dict)  # concurrency -> null-server rate
+    ceiling_samples: dict[int, list[float]] = field(default_factory=dict)  # concurrency -> null-server rates
     skips: list[Skip] = field(default_factory=list)
     profile: list[str] = field(default_factory=list)  # py-spy summaries, one text block per process
     memory: list["MemoryRow"] = field(default_factory=list)
+
+    @property
+    def ceiling(self) -> dict[int, float]:
+        """Return the load client's ceiling per concurrency: the median of its samples in this run."""
+        return {c: round(statistics.median(v), 1) for c, v in self.ceiling_samples.items() if v}
+
+    def mark_client_bound(self) -> None:
+        """Give every HTTP row (embedded rows have no client) the client's ceiling at its concurrency."""
+        ceiling = self.ceiling
+        for row in self.loads:
+            if row.target != "-":
+                row.client_ceiling = ceiling.get(row.concurrency)
 
     def skip(self, scenario: str, reason: str) -> None:
         if not any(s.scenario == scenario and s.reason == reason for s in self.skips):
@@ -90,6 +102,7 @@ class BenchResults:
         return {
             "settings": self.settings,
             "client_ceiling": {str(k): v for k, v in sorted(self.ceiling.items())},
+            "client_ceiling_samples": {str(k): v for k, v in sorted(self.ceiling_samples.items())},
             "loads": [{**asdict(r), "client_bound": r.client_bound} for r in self.loads],
             "events": [{**asdict(e), "median_s": e.median_s} for e in self.events],
             "memory": [{**asdict(m), "median_bytes": m.median_bytes} for m in self.memory],
@@ -138,7 +151,7 @@ def format_table(results: BenchResults) -> str:
         lines.append(f"raftwork fsync: {settings['raftwork_fsync']}{etcd}")
     if results.ceiling:
         levels = ", ".join(f"c={c}: {r:.0f}/s" for c, r in sorted(results.ceiling.items()))
-        lines.append(f"load client ceiling (do-nothing aiohttp server): {levels}")
+        lines.append(f"load client ceiling (do-nothing aiohttp server, median of {_samples(results)} samples): {levels}")
     header = ["SCENARIO", "SYSTEM", "OP", "TARGET", "N", "C", "BYTES", "OPS/S", "P50MS", "P90MS", "P99MS", "MAXMS", "ERR",
               "CPU-US L/F", "VS", "RATIO"]
     rows = [header]
@@ -166,6 +179,11 @@ def format_table(results: BenchResults) -> str:
     for s in results.skips:
         lines.append(f"skipped {s.scenario}: {s.reason}")
     return "\n".join(lines)
+
+
+def _samples(results: BenchResults) -> str:
+    counts = sorted({len(v) for v in results.ceiling_samples.values()})
+    return "-".join(map(str, [counts[0], counts[-1]] if counts[0] != counts[-1] else counts[:1]))
 
 
 def _cpu(cpu: dict[str, float | None]) -> str:

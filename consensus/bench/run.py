@@ -109,6 +109,9 @@ def run_bench(settings: BenchSettings, progress: Callable[[str], None] | None = 
         for name in SCENARIOS:
             if name in settings.scenarios:
                 SCENARIO_RUNNERS[name](bench)
+                if name not in ("memory", "profile"):
+                    bench.ceiling(seconds=1.0)
+        bench.results.mark_client_bound()
     if settings.out:
         write(bench.results, settings.out)
         if settings.plots:

@@ -37,7 +37,6 @@ HTTP_OPS: list[tuple[str, str, str, str, int]] = [
     ("lock 8 names", "rw-lock", "etcd-lock", "locks", 8),
 ]
 EMBEDDED_OPS = [("propose", "propose"), ("linearizable read", "read"), ("stale read", "stale")]
-_CEILING_SECONDS = 3.0  # a do-nothing server's rate settles fast; longer runs only cost time
 _APP_ISSUE = {"kv": "the kv app (issue 10) is not installed yet", "locks": "the locks app (issue 10) is not installed yet"}
 
 
@@ -90,17 +89,21 @@ class Bench:
 
     # -- measurements --------------------------------------------------------------------------
 
-    def ceiling(self) -> None:
-        levels = [c for c in self.settings.load_levels() if c not in self.results.ceiling]
+    def ceiling(self, seconds: float = 3.0) -> None:
+        """Measure the load client against a do-nothing server at every level this run uses.
+
+        Called before the first scenario and after each one: the machine is shared, so the
+        ceiling moves; the run reports the median of these samples next to each row.
+        """
+        levels = self.settings.load_levels()
         if not levels:
             return
         with NullServer() as null:
             for c in levels:
                 self.progress(f"load client ceiling at c={c}")
                 spec = self._spec("null", [null.url], c, 16)
-                spec.duration = min(spec.duration, _CEILING_SECONDS)
-                run = load.run(spec)
-                self.results.ceiling[c] = run["rate"]
+                spec.duration, spec.warmup = min(spec.duration, seconds), min(spec.warmup, 0.3)
+                self.results.ceiling_samples.setdefault(c, []).append(load.run(spec)["rate"])
 
     def _spec(self, workload: str, targets: list[str], concurrency: int, payload: int, locks: int = 1) -> LoadSpec:
         s = self.settings
@@ -149,15 +152,13 @@ class Bench:
             runs_a.append(rw.run(kind, concurrency, s.duration, s.warmup, payload))
             if raw is not None:
                 runs_b.append(raw.run(kind, concurrency, s.duration, s.warmup, payload))
-        row = self._row(scenario, "raftwork", op, "-", 3, payload, runs_a, ceiling=False)
+        row = self._row(scenario, "raftwork", op, "-", 3, payload, runs_a)
         if runs_b:
-            compare(row, self._row(scenario, "pysyncobj", op, "-", 3, payload, runs_b, ceiling=False))
+            compare(row, self._row(scenario, "pysyncobj", op, "-", 3, payload, runs_b))
 
     def _row(self, scenario: str, system: str, op: str, target: str, nodes: int, payload: int,
-             runs: list[dict[str, Any]], ceiling: bool = True) -> LoadRow:
+             runs: list[dict[str, Any]]) -> LoadRow:
         row = median_row(scenario, system, op, target, nodes, payload, runs)
-        if ceiling:
-            row.client_ceiling = self.results.ceiling.get(row.concurrency)
         self.results.loads.append(row)
         return row
 

@@ -14,27 +14,11 @@ needs_etcd = pytest.mark.skipif(etcd_binary() is None, reason="etcd is not insta
 
 
 def _all_stopped(cluster) -> bool:
-    return all(p.poll() is not None for p in cluster._seen)
-
-
-class _Tracked:
-    """Remember every process a cluster starts, to check after exit that each one is gone."""
-
-    def __init__(self, cluster) -> None:
-        self.cluster = cluster
-        cluster._seen = []
-        start = cluster.start_node
-
-        def tracked(i: int) -> None:
-            start(i)
-            cluster._seen.append(cluster.procs[i])
-
-        cluster.start_node = tracked
+    return all(p.poll() is not None for p in cluster.started)
 
 
 def test_a_raftwork_cluster_survives_a_kill_and_stops_every_process_even_a_paused_one(tmp_path):
     cluster = RaftworkCluster(3, tmp_path)
-    _Tracked(cluster)
     with cluster:
         leader = cluster.leader()
         first_term = cluster.status(leader).term
@@ -44,24 +28,22 @@ def test_a_raftwork_cluster_survives_a_kill_and_stops_every_process_even_a_pause
         assert cluster.status(new_leader).term > first_term  # a new election happened
         cluster.pause(cluster.follower())  # left paused: stopping must still work
         assert len(cluster.running()) == 3
-    assert _all_stopped(cluster) and len(cluster._seen) == 4  # 3 + the failover victim, restarted
+    assert _all_stopped(cluster) and len(cluster.started) == 4  # 3 + the failover victim, restarted
 
 
 def test_a_cluster_that_fails_while_starting_stops_what_it_started(tmp_path):
     cluster = RaftworkCluster(3, tmp_path)
-    _Tracked(cluster)
     cluster.wait_ready = lambda timeout=60.0: (_ for _ in ()).throw(RuntimeError("boom"))
     with pytest.raises(RuntimeError, match="boom"):
         with cluster:
             pass
-    assert _all_stopped(cluster) and len(cluster._seen) == 3
+    assert _all_stopped(cluster) and len(cluster.started) == 3
 
 
 @needs_etcd
 def test_etcd_is_3_4_and_takes_every_baseline_operation_through_its_gateway(tmp_path):
     assert etcd_version().startswith("3.4")
     cluster = EtcdCluster(3, tmp_path)
-    _Tracked(cluster)
     with cluster:
         leader, follower = cluster.leader(), cluster.follower()
         for workload, locks in (("etcd-put", 1), ("etcd-range", 1), ("etcd-range-serializable", 1), ("etcd-lock", 1), ("etcd-lock", 8)):
@@ -71,4 +53,4 @@ def test_etcd_is_3_4_and_takes_every_baseline_operation_through_its_gateway(tmp_
         sample = failover_sample(cluster, "etcd-put", writers=4, window=5)
         assert sample is not None and 0 < sample < 5
         assert len(cluster.running()) == 3 and cluster.status(cluster.leader()).applied > 0
-    assert _all_stopped(cluster) and len(cluster._seen) == 4
+    assert _all_stopped(cluster) and len(cluster.started) == 4

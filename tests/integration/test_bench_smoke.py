@@ -56,7 +56,9 @@ def _sane(row: dict) -> None:
 def test_the_client_ceiling_is_measured_at_every_level_and_printed(smoke):
     result, _, data = smoke
     assert set(data["client_ceiling"]) == {"1", "4"} and all(v > 0 for v in data["client_ceiling"].values())
-    assert "load client ceiling (do-nothing aiohttp server): c=1:" in result.stdout
+    samples = data["client_ceiling_samples"]
+    assert all(len(v) >= 2 for v in samples.values())  # before the first scenario and after each
+    assert "load client ceiling (do-nothing aiohttp server, median of" in result.stdout
 
 
 def test_embedded_rows_compare_each_op_with_raw_pysyncobj(smoke):
@@ -140,6 +142,7 @@ def test_the_profile_names_the_leaders_threads_and_frames(smoke):
     _, out, data = smoke
     text = "\n".join(data["profile"])
     assert "leader:" in text and "follower:" in text and "client:" in text and "self (top of stack)" in text
+    assert "self time by package:" in text and "aiohttp" in text
     assert "thread MainThread" in text
     assert (out / "profile" / "profile-leader.txt").stat().st_size > 0
 

@@ -86,42 +86,47 @@ def test_rows_are_medians_of_repeats_and_carry_the_ratio_to_their_baseline():
 
 def test_table_marks_client_bound_rows_and_the_outputs_hold_every_row(tmp_path):
     results = BenchResults(settings={"duration": 1})
-    results.ceiling = {32: 1100.0}
+    results.ceiling_samples = {32: [900.0, 1100.0, 1300.0]}
     row = median_row("http", "raftwork", "counter incr", "leader", 3, 16, [_run(1000, 3)])
-    row.client_ceiling = 1100.0
     slow = median_row("http", "etcd", "counter incr", "leader", 3, 16, [_run(400, 3)])
-    slow.client_ceiling = 1100.0
+    embedded = median_row("embedded", "raftwork", "propose", "-", 3, 16, [_run(5000, 1)])
     compare(row, slow)
-    results.loads += [row, slow]
+    results.loads += [row, slow, embedded]
+    results.mark_client_bound()
+    assert (row.client_ceiling, embedded.client_ceiling) == (1100.0, None)
     results.events.append(EventRow("failover", "raftwork", "kill -9 leader -> first write", 3, [1.5, 0.5, 0.9]))
     results.skip("http", "kv app missing")
     table = format_table(results)
     assert "1000*" in table and "400 " in table and "2.50x" in table
-    assert "median 0.900 s" in table and "skipped http: kv app missing" in table and "c=32: 1100/s" in table
+    assert "median 0.900 s" in table and "skipped http: kv app missing" in table and "median of 3 samples): c=32: 1100/s" in table
     write(results, tmp_path)
     data = json.loads((tmp_path / "results.json").read_text())
-    assert [r["client_bound"] for r in data["loads"]] == [True, False]
+    assert [r["client_bound"] for r in data["loads"]] == [True, False, False]
     assert data["events"][0]["median_s"] == 0.9
     with open(tmp_path / "loads.csv") as f:
         rows = list(csv.DictReader(f))
-    assert [r["system"] for r in rows] == ["raftwork", "etcd"] and rows[0]["ratio"] == "2.5"
+    assert [r["system"] for r in rows] == ["raftwork", "etcd", "raftwork"] and rows[0]["ratio"] == "2.5"
     assert (tmp_path / "table.txt").read_text().strip() == table
 
 
 RAW = """\
 thread (101): MainThread;<module> (consensus/__main__.py:3);run (asyncio/runners.py:190);_run_once (asyncio/base_events.py:1922);handle (aiohttp/web_protocol.py:480) 30
 thread (101): MainThread;<module> (consensus/__main__.py:3);run (asyncio/runners.py:190);_run_once (asyncio/base_events.py:1922);propose (/x/consensus/node.py:300) 10
-thread (102): raft-127.0.0.1:7001;_bootstrap (threading.py:1002);doTick (pysyncobj/syncobj.py:560);dumps (pysyncobj/serializer.py:80) 60
+thread (102): raft-127.0.0.1:7001;_bootstrap (threading.py:1002);doTick (pysyncobj/syncobj.py:560);dumps (/v/site-packages/pysyncobj/serializer.py:80) 60
+thread (102): raft-127.0.0.1:7001;_bootstrap (threading.py:1002);doTick (pysyncobj/syncobj.py:560);PollPoller.poll (/v/site-packages/pysyncobj/poller.py:9) 25
+thread (101): MainThread;run (asyncio/runners.py:190);EpollSelector.select (/usr/lib/python3.11/selectors.py:468) 5
 garbage line
 """
 
 
 def test_profile_summary_splits_threads_and_ranks_self_and_inclusive_frames():
     summary = summarize("leader", RAW)
-    assert summary.samples == 100
+    assert summary.samples == 100 and summary.waiting == 30  # select and poll are waits, not work
     assert summary.threads == {"MainThread": 40, "raft-127.0.0.1:7001": 60}
     assert summary.self_time.most_common(1) == [("dumps (pysyncobj/serializer.py)", 60)]
-    assert summary.inclusive["run (asyncio/runners.py)"] == 40
+    assert summary.inclusive["handle (aiohttp/web_protocol.py)"] == 30
+    assert "run (asyncio/runners.py)" not in summary.inclusive  # on every stack: says nothing
+    assert summary.packages["pysyncobj"] == 60 and summary.packages["consensus.node"] == 10
     assert summary.self_time["propose (consensus/node.py)"] == 10
     text = summary.format()
     assert "thread raft-127.0.0.1:7001:  60.0%" in text and "leader: 100 busy samples" in text
