@@ -18,7 +18,9 @@ _STYLE = {"raftwork": "-o", "etcd": "--s", "pysyncobj": ":^"}
 def _series(rows: list[LoadRow], x: str) -> dict[str, list[tuple[int, float]]]:
     series: dict[str, list[tuple[int, float]]] = {}
     for r in rows:
-        series.setdefault(f"{r.system} {r.op}", []).append((getattr(r, x), r.rate))
+        # A baseline row carries the op it is compared with; name it by what it really sent.
+        what = r.op if r.system == "raftwork" else r.workload.removeprefix(f"{r.system}-")
+        series.setdefault(f"{r.system} {what}", []).append((getattr(r, x), r.rate))
     return {k: sorted(v) for k, v in series.items()}
 
 
