@@ -5,9 +5,11 @@ fails (bad shape, unknown machine, an exception inside the machine) becomes an e
 for its caller while every replica keeps applying. pysyncobj, left alone, retries an entry
 whose apply raised forever, wedging the whole cluster.
 
-An entry is msgpack ``[1, time_ns | None, term, [[machine, command, key | None], ...]]``:
-``time_ns`` is the leader's clock when it proposed the entry (None: no clock, time stands still), ``command`` the msgpack bytes of the command (encoded
-once, when it was validated), ``key`` an optional idempotency key.
+An entry is a stamped payload (``consensus.engine.payload``: a tag and an 8-byte time slot the
+leader fills with its clock when it appends the entry) around msgpack
+``[1, [[machine, command, key | None], ...]]``: ``command`` is the msgpack bytes of the command
+(encoded once, when it was validated), ``key`` an optional idempotency key. The entry's term
+comes from the log itself, not from the payload.
 
 Exactly-once: the outcome of every keyed command is kept in a replicated table; a command whose
 key is already there is not applied again and gets the first outcome. The table is part of the
@@ -20,9 +22,10 @@ import collections
 import hashlib
 import logging
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from consensus import codec
+from consensus.engine import payload
 from consensus.errors import Compacted, ConsensusError, InvalidRequest, Rejected
 from consensus.machine import ApplyContext, StateMachine
 
@@ -71,8 +74,9 @@ def error_outcome(exc: Exception) -> Outcome:
     return Outcome("rejected", f"{type(exc).__name__}: {exc}")
 
 
-def encode_entry(time_ns: int | None, term: int, ops: list[list[Any]]) -> bytes:
-    return codec.pack([ENTRY_VERSION, time_ns, term, ops])
+def encode_entry(time_ns: int, ops: list[list[Any]]) -> bytes:
+    """Build a log entry; the leader replaces ``time_ns`` with its own clock when it appends it."""
+    return payload.with_time(time_ns, codec.pack([ENTRY_VERSION, ops]))
 
 
 def _digest(machine: str, command_bytes: bytes) -> bytes:
@@ -102,19 +106,21 @@ class Dispatcher:
 
     # -- applying ----------------------------------------------------------------------------
 
-    def apply(self, payload: bytes, index: int) -> list[Outcome]:
-        """Apply one log entry; never raises."""
+    def apply(self, data: bytes, index: int, term: int = 0) -> list[Outcome]:
+        """Apply the log entry ``data`` at ``index`` (of ``term``); never raises."""
         self.last_index = index
         try:
-            version, time_ns, term, ops = codec.unpack(payload)
+            if not payload.is_stamped_payload(data):
+                raise ValueError("not a raftwork entry")
+            time_ns = payload.time_of(data)
+            version, ops = codec.unpack(payload.body_of(data))
             if version != ENTRY_VERSION or not isinstance(ops, list):
                 raise ValueError(f"unknown entry version {version!r}")
         except Exception as exc:  # an entry we cannot read must not stop the log
             log.error("skipping unreadable log entry %d: %s", index, exc)
             return []
-        term = term if isinstance(term, int) else 0
         advanced = term != self.term
-        if isinstance(time_ns, int) and time_ns > self.time_ns:
+        if time_ns > self.time_ns:
             self.time_ns = time_ns
             advanced = True
             self._expire()
@@ -228,18 +234,34 @@ class Dispatcher:
         h.update(codec.pack([[k, t, d, w] for k, (t, d, w) in self.dedup.items()]))
         return h.hexdigest()
 
+    def capture(self) -> Callable[[], bytes]:
+        """Copy the state cheaply now; return a function that encodes that copy (any thread).
+
+        A machine with a ``capture()`` of its own (a copy-on-write view) is encoded later; one
+        without is snapshotted right here. The exactly-once table's values are immutable tuples,
+        so a shallow copy of it is a consistent view.
+        """
+        parts: dict[str, Callable[[], bytes]] = {}
+        for name, machine in self.machines.items():
+            capture = getattr(machine, "capture", None)
+            if capture is not None:
+                parts[name] = capture()
+            else:
+                blob = machine.snapshot()
+                parts[name] = lambda blob=blob: blob  # type: ignore[misc]
+        dedup = list(self.dedup.items())
+        header = {"v": 1, "time_ns": self.time_ns, "term": self.term, "seq": self.seq, "index": self.last_index}
+
+        def encode() -> bytes:
+            return codec.pack(
+                dict(header, machines={name: part() for name, part in parts.items()},
+                     dedup=[[k, t, d, w] for k, (t, d, w) in dedup])
+            )
+
+        return encode
+
     def snapshot(self) -> bytes:
-        return codec.pack(
-            {
-                "v": 1,
-                "time_ns": self.time_ns,
-                "term": self.term,
-                "seq": self.seq,
-                "index": self.last_index,
-                "machines": {name: m.snapshot() for name, m in self.machines.items()},
-                "dedup": [[k, t, d, w] for k, (t, d, w) in self.dedup.items()],
-            }
-        )
+        return self.capture()()
 
     def restore(self, data: bytes) -> None:
         state = codec.unpack(data)

@@ -24,7 +24,7 @@ from typing import Any, AsyncIterator, Callable, Mapping
 
 from consensus import codec
 from consensus.dispatch import DEFAULT_DEDUP_CAPACITY, DEFAULT_DEDUP_TTL_NS, Dispatcher, Outcome, encode_entry
-from consensus.engine import EngineConfig, EngineEvent, EngineStatus, Failure, Role, create_engine
+from consensus.engine import EngineConfig, EngineEvent, EngineStatus, Failure, Role, create_engine, is_loopback
 from consensus.errors import (
     Compacted,
     ConsensusError,
@@ -44,15 +44,17 @@ log = logging.getLogger("consensus.node")
 NodeStatus = EngineStatus
 NodeEvent = EngineEvent
 
-# One log entry carries at most this many operations, and about this many bytes; pysyncobj sends
-# entries over 64 KiB in slow chunks.
+# One log entry carries at most this many operations and bytes (whole ops counted: machine name,
+# command, key and framing). An entry with one op may be larger (up to max_command_bytes); every
+# entry stays far below the engine's message size, so pysyncobj never takes its chunked path.
 _MAX_BATCH_OPS = 512
-_MAX_BATCH_BYTES = 60_000
+_MAX_BATCH_BYTES = 256 * 1024
+_OP_FRAMING = 16  # msgpack framing of one [machine, command, key] op, rounded up
+_ENTRY_FRAMING = 64  # payload header, entry framing, pysyncobj's pickle of the call
 _READ_RETRY_SECONDS = 0.05
 _SWEEP_SECONDS = 0.01  # how often expired deadlines are enforced
 # At most this many entries of ours in flight: proposals that arrive meanwhile wait and go
-# together in the next entry (group commit). With more in flight, pysyncobj's acknowledgements
-# rewind its send position and it re-sends entries the followers already hold.
+# together in the next entry (group commit), so each entry (and each fsync) carries many.
 _MAX_IN_FLIGHT = 1
 # An entry whose callback pysyncobj lost must not hold the queue: flush anyway after this long.
 _IN_FLIGHT_GRACE_SECONDS = 0.2
@@ -85,6 +87,9 @@ class NodeConfig:
     # While a machine wants time (leases, waiters), the leader appends a time entry at least this
     # often, so leader-stamped time moves on in the log when nobody writes.
     time_granularity: float = 0.1
+    # "always": every entry and vote is fsynced before it is acknowledged or sent (survives
+    # machine crashes); "never": the OS decides (survives process crashes only; for tests).
+    fsync: str = "always"
     dial_routes: dict[str, tuple[str, int]] = field(default_factory=dict)
 
     def engine_config(self) -> EngineConfig:
@@ -100,6 +105,7 @@ class NodeConfig:
             connection_retry_time=self.connection_retry_time,
             compaction_min_entries=self.compaction_min_entries,
             compaction_min_time=self.compaction_min_time,
+            fsync=self.fsync,
             dial_routes=dict(self.dial_routes),
         )
 
@@ -127,9 +133,9 @@ class _StateHooks:
         self.lock = threading.Lock()
         self.on_applied: Callable[[], None] | None = None  # engine thread, after every entry
 
-    def apply(self, payload: bytes, index: int) -> Any:
+    def apply(self, payload: bytes, index: int, term: int) -> Any:
         with self.lock:
-            result = self.dispatcher.apply(payload, index)
+            result = self.dispatcher.apply(payload, index, term)
         if self.on_applied is not None:
             self.on_applied()
         return result
@@ -137,6 +143,10 @@ class _StateHooks:
     def snapshot(self) -> bytes:
         with self.lock:
             return self.dispatcher.snapshot()
+
+    def capture(self) -> Callable[[], bytes]:
+        with self.lock:
+            return self.dispatcher.capture()
 
     def restore(self, data: bytes) -> None:
         with self.lock:
@@ -330,7 +340,7 @@ class Node:
             and self._engine.status().role is Role.LEADER
         ):
             self._last_entry_sent = now
-            self._engine.submit(encode_entry(time.time_ns(), self._engine.status().term, []), lambda *_: None)
+            self._engine.submit(encode_entry(0, []), lambda *_: None)
         self._time_ticker = self._loop.call_later(granularity / 2, self._tick_time)  # type: ignore[union-attr]
 
     async def events(self) -> AsyncIterator[NodeEvent]:
@@ -352,16 +362,33 @@ class Node:
             log.info("%s became %s at term %d", self.id, event.new.value, event.term)
         elif event.kind == "leader":
             log.info("%s sees leader %s at term %d", self.id, event.new or "none", event.term)
+        stepped_down = event.kind == "role" and event.old is Role.LEADER
         loop = self._loop
-        if loop is not None and self._subscribers:
+        if loop is not None and (self._subscribers or stepped_down):
             try:
                 loop.call_soon_threadsafe(self._publish_event, event)
             except RuntimeError:  # loop closed during shutdown
                 pass
 
     def _publish_event(self, event: EngineEvent) -> None:
+        if event.kind == "role" and event.old is Role.LEADER and event.new is not Role.LEADER:
+            self._fail_in_flight_on_step_down()
         for queue in self._subscribers:
             queue.put_nowait(event)
+
+    def _fail_in_flight_on_step_down(self) -> None:
+        """A deposed leader cannot tell whether its entries in flight will commit: say so now.
+
+        Waiting for them would hold every client until its deadline, although a new leader is
+        usually elected in about a second; the client retries elsewhere with the same key.
+        Reads fail definitely (they changed nothing) and retry through the new leader.
+        """
+        for key, batch in list(self._in_flight_batches.items()):
+            self._fail_batch(batch, Indeterminate("the leader stepped down before the outcome was known",
+                                                  leader=self._engine.status().leader))
+            del self._in_flight_batches[key]
+        if self._pending is not None and len(self._in_flight_batches) < _MAX_IN_FLIGHT:
+            self._flush()
 
     # -- proposals and reads -----------------------------------------------------------------
 
@@ -381,8 +408,14 @@ class Node:
         *,
         idempotency_key: str | None = None,
         timeout: float | None = None,
+        forward: bool = True,
     ) -> Any:
-        """Replicate ``command`` to ``machine`` and return what its ``apply`` returned."""
+        """Replicate ``command`` to ``machine`` and return what its ``apply`` returned.
+
+        Any node takes a proposal: a follower hands it to the leader over the peer link (the
+        leader stamps time and term when it appends it). ``forward=False`` makes it leader-only:
+        a follower then raises ``NotLeader`` with a hint, and nothing is submitted.
+        """
         self._check_running()
         target = self._check_machine(machine)
         if not isinstance(command, dict):
@@ -397,9 +430,11 @@ class Node:
         if status.role is not Role.LEADER:
             if status.leader is None:
                 raise Unavailable(f"{self.id} knows no leader", leader=None)
-            raise NotLeader(leader=status.leader)
+            if not forward:
+                raise NotLeader(leader=status.leader)
         fut = self._loop.create_future()  # type: ignore[union-attr]
-        batch = self._batch_for(len(encoded))
+        size = len(machine) + len(encoded) + len(idempotency_key or "") + _OP_FRAMING
+        batch = self._batch_for(size)
         batch.ops.append([machine, encoded, idempotency_key])
         batch.writes.append(fut)
         budget = self.config.default_timeout if timeout is None else timeout
@@ -483,6 +518,8 @@ class Node:
                 fut.set_exception(Indeterminate("no outcome before the deadline", leader=self._engine.status().leader))
             else:
                 fut.set_exception(Unavailable("timed out", leader=self._engine.status().leader))
+        if expired:
+            self._release_abandoned_batches()
         if not self._stopped:
             self._sweeper = self._loop.call_later(_SWEEP_SECONDS, self._sweep_deadlines)  # type: ignore[union-attr]
 
@@ -493,6 +530,18 @@ class Node:
                 return await fut
         except TimeoutError:
             raise Indeterminate(f"no outcome within {budget:.2f}s", leader=self.status().leader) from None
+
+    def _release_abandoned_batches(self) -> None:
+        """Stop waiting for in-flight entries nobody waits for any more (a lost engine callback).
+
+        Their outcome was already reported (unknown); keeping them in flight would make every
+        later proposal on this node wait for the grace period before it is sent.
+        """
+        for key, batch in list(self._in_flight_batches.items()):
+            if all(f.done() for f in batch.writes) and all(f.done() for _, _, f in batch.reads):
+                del self._in_flight_batches[key]
+        if self._pending is not None and len(self._in_flight_batches) < _MAX_IN_FLIGHT:
+            self._flush()
 
     def _batch_for(self, size: int) -> _Batch:
         batch = self._pending
@@ -537,9 +586,9 @@ class Node:
             except RuntimeError:  # loop closed: nobody is waiting any more
                 pass
 
-        if batch.ops:  # writes come only from the leader, which stamps its clock into the entry
+        if batch.ops:  # the leader stamps its clock into the entry when it appends it
             self._last_entry_sent = time.monotonic()
-            self._engine.submit(encode_entry(time.time_ns(), self._engine.status().term, batch.ops), on_done)
+            self._engine.submit(encode_entry(0, batch.ops), on_done)
         else:  # reads alone need only a barrier
             self._engine.barrier(on_done)
 
@@ -611,8 +660,11 @@ class Node:
     async def add_member(self, address: str, *, timeout: float | None = None) -> None:
         """Add ``address`` ("host:port") to the cluster; one change at a time."""
         _check_address(address)
+        if not self.config.secret and not is_loopback(address):
+            raise InvalidRequest(f"refusing to add non-loopback member {address} without a shared secret "
+                                 "(the peer protocol is pickle; start every node with a secret file)")
+        # Every node logs the change when it reaches its log ("membership change: added ...").
         await self._engine_call(lambda cb: self._engine.add_member(address, cb), timeout)
-        log.info("%s added member %s at term %d", self.id, address, self.status().term)
 
     async def remove_member(self, address: str, *, timeout: float | None = None) -> None:
         """Remove ``address`` from the cluster; one change at a time."""
@@ -620,7 +672,6 @@ class Node:
         if address != self.id and address not in self._members():
             raise NotFound(f"{address} is not a member")
         await self._engine_call(lambda cb: self._engine.remove_member(address, cb), timeout)
-        log.info("%s removed member %s at term %d", self.id, address, self.status().term)
 
     async def state_digest(self, timeout: float = 5.0) -> tuple[int, str]:
         """Return ``(applied index, digest)``: a hash of every machine's state at that index.
@@ -724,3 +775,5 @@ def _check_address(address: str) -> None:
     host, port = address.rsplit(":", 1)
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise InvalidRequest(f"a member address is host:port, not {address!r}")
+    if host.strip("[]") in ("0.0.0.0", "::", "*", ""):
+        raise InvalidRequest(f"a member address names one host, not the wildcard {host!r}")
