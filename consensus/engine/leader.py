@@ -29,6 +29,7 @@ class LeaderRules:
     def __init__(self, raft: Raft, clock: Callable[[], float]) -> None:
         self.raft = raft
         self.clock = clock
+        self.rejections = 0  # refused AppendEntries seen as leader (log repair round trips)
 
     def on_reply(self, node: Any, message: dict[str, Any]) -> None:
         raft = self.raft
@@ -49,5 +50,6 @@ class LeaderRules:
             if next_index > raft.next_index[node]:
                 raft.next_index[node] = next_index
         elif message["reset"]:
+            self.rejections += 1
             raft.next_index[node] = max(1, next_index)
             raft.next_heartbeat_time = 0  # repair now, not at the next heartbeat

@@ -111,10 +111,13 @@ class DiskStorage:
 class MemoryStorage:
     """Files in memory with fsync semantics: ``crash()`` loses what was not synced."""
 
-    def __init__(self) -> None:
+    def __init__(self, honour_sync: bool = True) -> None:
         self.written: dict[str, bytearray] = {}
         self.durable: dict[str, bytes] = {}
         self.failing = False  # set: every write raises ENOSPC, as a full disk does
+        # False: sync() and replace() do not make anything durable (a journal that never
+        # fsyncs, as pysyncobj's own): a crash then loses what the node acknowledged.
+        self.honour_sync = honour_sync
         self.syncs = 0
 
     def _check(self) -> None:
@@ -132,7 +135,7 @@ class MemoryStorage:
     def sync(self, name: str) -> None:
         self._check()
         self.syncs += 1
-        if name in self.written:
+        if name in self.written and self.honour_sync:
             self.durable[name] = bytes(self.written[name])
 
     def truncate(self, name: str, size: int) -> None:
@@ -143,10 +146,16 @@ class MemoryStorage:
         self._check()
         self.syncs += 1
         self.written[name] = bytearray(data)
-        self.durable[name] = bytes(data)
+        if self.honour_sync:
+            self.durable[name] = bytes(data)
 
     def close(self) -> None:
         pass
+
+    def writeback(self) -> None:
+        """What the OS does to dirty pages every few seconds, whether anyone synced or not."""
+        for name, data in self.written.items():
+            self.durable[name] = bytes(data)
 
     def crash(self, torn_bytes: int = 0) -> None:
         """Lose everything not synced; keep ``torn_bytes`` of the unsynced tail, as a torn write."""

@@ -45,6 +45,7 @@ class SimResult:
     seconds: float = 0.0
     legacy: bool = False
     scenario: str | None = None
+    stats: dict[str, float] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:

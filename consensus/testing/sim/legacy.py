@@ -53,6 +53,8 @@ class LegacyCore(RaftCore):
         kind = message["type"]
         if kind in ("rw_prevote", "rw_prevote_resp"):
             return
+        if kind == "next_node_idx" and message["reset"] and self.raft.state == 2:
+            self.leader.rejections += 1  # counted for the repair measurement only
         if kind == "append_entries" and len(self.raft.log):
             message = trim_append(message, self.raft.term_at, self.raft.last_index())
         self._pysyncobj_on_message(node, message)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import pickle
 import random
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from pysyncobj.node import TCPNode
 from pysyncobj.transport import Transport
@@ -94,6 +94,9 @@ class Network:
         # One random stream per directed link, so a message's fate does not depend on the order in
         # which a node sends to its peers (pysyncobj iterates sets, whose order varies by process).
         self._link_rng: dict[tuple[str, str], random.Random] = {}
+        # Scripted scenarios hold chosen messages on a link and release them in the order they like.
+        self._holds: dict[tuple[str, str], Callable[[dict[str, Any]], bool]] = {}
+        self.held: dict[tuple[str, str], list[tuple[int, bytes, dict[str, Any]]]] = {}
 
     # -- endpoints ---------------------------------------------------------------------------
 
@@ -161,12 +164,39 @@ class Network:
 
     # -- messages ----------------------------------------------------------------------------
 
+    def hold(self, src: str, dst: str, which: Callable[[dict[str, Any]], bool] = lambda m: True) -> None:
+        """Keep messages from src to dst that match ``which`` until released or dropped."""
+        self._holds[(src, dst)] = which
+        self.held.setdefault((src, dst), [])
+
+    def release(self, src: str, dst: str, count: int | None = None) -> int:
+        """Deliver the first ``count`` held messages (all by default) now, in the order they were sent."""
+        held = self.held.get((src, dst), [])
+        count = len(held) if count is None else min(count, len(held))
+        for epoch, data, _ in held[:count]:
+            self.world.at(self.world.now, lambda e=epoch, d=data: self._deliver(src, dst, e, d), None)  # type: ignore[misc]
+        del held[:count]
+        return count
+
+    def drop_held(self, src: str, dst: str) -> int:
+        held = self.held.get((src, dst), [])
+        count = len(held)
+        held.clear()
+        return count
+
+    def unhold(self, src: str, dst: str) -> None:
+        self._holds.pop((src, dst), None)
+
     def send(self, src: str, dst: str, message: Any) -> bool:
         pair = _pair(src, dst)
         if not self.is_connected(src, dst):
             return False
         self.sent += 1
         data = pickle.dumps(message, protocol=2)
+        which = self._holds.get((src, dst))
+        if which is not None and which(message):
+            self.held[(src, dst)].append((self.epoch[pair], data, message))
+            return True
         rng = self._link_rng.get((src, dst))
         if rng is None:
             rng = self._link_rng[(src, dst)] = random.Random(f"{self.world.seed}:{src}:{dst}")
