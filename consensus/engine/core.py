@@ -117,6 +117,8 @@ class RaftCore:
         self._sweep_every = forward_sweep_seconds
         self._sweep_at = clock() + forward_sweep_seconds
         self._sweep_marker = 0
+        self._transfer: tuple[Any, Callable[[Any, Any], None], float] | None = None
+        self._pause_appends_until = 0.0
         self._stale_placed: set[int] = set()
         self.dropped_messages = 0
 
@@ -171,7 +173,8 @@ class RaftCore:
         transport.setOnNodeDisconnectedCallback(self._on_disconnect)
         for utility in ("status", "add", "remove", "set_version", "transfer"):
             transport.setOnUtilityMessageCallback(utility, None)
-        self._queue = raft.commands_queue = StampingQueue(raft.commands_queue, self.leader_clock, self.blocked)
+        self._queue = raft.commands_queue = StampingQueue(raft.commands_queue, self.leader_clock, self.blocked,
+                                                          self.appends_paused)
         self._change_cluster = raft.replace_method("doChangeCluster", self._on_change_cluster)
 
     # -- the tick ----------------------------------------------------------------------------
@@ -191,6 +194,52 @@ class RaftCore:
     def _before_tick(self) -> None:
         self.elections.before_tick()
 
+    # -- leadership transfer -----------------------------------------------------------------
+
+    def transfer_leadership(self, target: Any, callback: Callable[[Any, Any], None]) -> None:
+        """Hand leadership to ``target`` (a node, or None for the most caught-up follower).
+
+        pysyncobj sends TimeoutNow only to a follower that holds the leader's whole log, and the
+        leader keeps appending meanwhile, so under writes the target is never caught up, or its
+        election fails because the old leader appended after the TimeoutNow. As etcd does, the
+        leader stops taking new commands (they wait in the queue, then go to the new leader)
+        until the target is caught up and the transfer completes, at most an election timeout.
+        """
+        from pysyncobj.config import FAIL_REASON
+
+        if self.raft.state != LEADER:
+            callback(None, FAIL_REASON.NOT_LEADER)
+            return
+        self._transfer = (target, callback, self.clock() + self.config.election_timeout[1])
+        self._pause_appends_until = self._transfer[2] + self.config.election_timeout[1]
+
+    def _advance_transfer(self) -> None:
+        from pysyncobj.config import FAIL_REASON
+
+        if self._transfer is None:
+            return
+        target, callback, deadline = self._transfer
+        raft = self.raft
+        if raft.state != LEADER:
+            self._transfer = None
+            callback(None, FAIL_REASON.LEADER_CHANGED)
+            return
+        if target is None:
+            candidates = [(raft.match_index.get(n, 0), n.id, n) for n in raft.other_nodes if n in raft.connected_nodes]
+            target = max(candidates)[2] if candidates else None
+        if target is not None and raft.match_index.get(target, 0) == raft.last_index():
+            self._transfer = None
+            self.so.transferLeadership(target, callback=callback)
+        elif self.clock() >= deadline:
+            self._transfer = None
+            self._pause_appends_until = 0.0
+            callback(None, FAIL_REASON.REQUEST_DENIED)
+
+    def appends_paused(self) -> bool:
+        if self._pause_appends_until and self.clock() >= self._pause_appends_until:
+            self._pause_appends_until = 0.0
+        return bool(self._pause_appends_until) and (self.raft.state == LEADER or self.raft.leader is None)
+
     def _fail_taken(self, taken: Any) -> None:
         from pysyncobj.config import FAIL_REASON
 
@@ -208,6 +257,9 @@ class RaftCore:
 
     def _after_tick(self) -> None:
         raft = self.raft
+        self._advance_transfer()
+        if self._pause_appends_until and raft.state != LEADER and raft.leader is not None:
+            self._pause_appends_until = 0.0  # the transfer completed: queued commands go to the new leader
         if self.journal.failure is not None and raft.state == LEADER:
             log.error("%s stepping down: its journal cannot be written", self.node_id)
             raft.set_state(FOLLOWER)
@@ -293,10 +345,20 @@ class RaftCore:
             self._pysyncobj_on_message(node, message)
 
     def _send(self, node: Any, message: dict[str, Any]) -> Any:
-        if message.get("type") == "next_node_idx" and "term" not in message:
+        kind = message.get("type")
+        if kind == "next_node_idx" and "term" not in message:
             message["term"] = self.raft.current_term  # pysyncobj's own replies (snapshot installed)
         self.elections.on_send(message)
-        return self._send_original(node, message)
+        sent = self._send_original(node, message)
+        if sent is False and kind == "apply_command" and "request_id" in message:
+            # pysyncobj forwards to the leader it knows and waits for an answer, even when the
+            # link is down and nothing left: the command never went out, say so now.
+            from pysyncobj.config import FAIL_REASON
+
+            callback = self.raft.waiting_reply.pop(message["request_id"], None)
+            if callback is not None:
+                callback(None, FAIL_REASON.MISSING_LEADER)
+        return sent
 
     def _on_leader_contact(self) -> None:
         self.elections.leader_contact()

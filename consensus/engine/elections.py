@@ -105,12 +105,12 @@ class ElectionRules:
     def on_prevote(self, node: Any, message: dict[str, Any]) -> None:
         raft = self.raft
         up_to_date = (message["last_log_term"], message["last_log_index"]) >= (raft.last_term(), raft.last_index())
-        granted = (
-            message["term"] > raft.current_term
-            and up_to_date
-            and not self._leader_is_fresh()
-            and self.blocked() is None
-        )
+        leaderless = not self._leader_is_fresh() and self.blocked() is None
+        granted = message["term"] > raft.current_term and up_to_date and leaderless
+        if leaderless and not up_to_date and raft.state != LEADER:
+            # Someone looks for a leader and our log is better than theirs: we are the one who can
+            # win, so ask now instead of waiting for our own timer (one election round, not two).
+            raft.election_deadline = min(raft.election_deadline, self.clock())
         self.send(node, {"type": "rw_prevote_resp", "term": message["term"], "granted": granted,
                          "voter_term": raft.current_term})
 

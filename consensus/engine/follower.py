@@ -47,6 +47,7 @@ class FollowerRules:
         self.on_leader_contact = on_leader_contact
         self._pysyncobj_handler = raft.handle_message()
         self._chunks: dict[Any, bytes] = {}
+        self._acknowledged: tuple[int, int] = (0, 0)  # (term, highest index acknowledged in it)
 
     def on_append_entries(self, node: Any, message: dict[str, Any]) -> None:
         raft = self.raft
@@ -127,6 +128,9 @@ class FollowerRules:
                     raft.change_cluster(change)
         # The batch synced the appends; only now may the leader count them.
         self._reply(node, match + 1, success=True, reset=False)
+        term = raft.current_term
+        if self._acknowledged[0] != term or match > self._acknowledged[1]:
+            self._acknowledged = (term, match)
         return match
 
     def _first_index_of_term(self, index: int) -> int:
@@ -140,6 +144,11 @@ class FollowerRules:
 
     def _truncate_from(self, index: int) -> None:
         raft = self.raft
+        term, acknowledged = self._acknowledged
+        if term == raft.current_term and index <= acknowledged:
+            # The leader of this term may count these entries towards a commit: never delete them.
+            log.critical("%s deleting entries from index %d that it acknowledged to the leader of term %d",
+                         raft.node_id(), index, term)
         if index <= raft.commit_index or index <= raft.last_applied:
             # Raft never deletes a committed entry; if this happens, safety was broken elsewhere.
             log.critical("%s truncating committed or applied log entries from index %d (commit %d, applied %d)",

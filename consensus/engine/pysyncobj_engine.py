@@ -231,9 +231,9 @@ class PysyncobjEngine:
         self.core.so.removeNodeFromCluster(DialRouteNode(address), callback=wrap_callback(callback))
 
     def transfer_leadership(self, to: str | None, callback: SubmitCallback) -> None:
-        so = self.core.so
+        core = self.core
         target = DialRouteNode(to) if to else None
-        self.call_soon(lambda: so.transferLeadership(target, callback=wrap_callback(callback)))
+        self.call_soon(lambda: core.transfer_leadership(target, wrap_callback(callback)))
 
     def force_compaction(self) -> None:
         self.call_soon(self.core.so.forceLogCompaction)

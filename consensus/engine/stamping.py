@@ -5,7 +5,7 @@ proposer froze time and a fast one moved it forward for good (expiring leases an
 keys at once). Here the leader stamps every framework payload as it takes it from its command
 queue to append it (followers' forwarded commands included), with
 
-    first entry of a term:  t = clamp(wall, prev, prev + first_step)
+    first entry of a term:  t = clamp(wall, prev, prev + first_step)   (wall, if the log has none)
     later entries:          t = clamp(wall, prev + 0.9 * elapsed, prev + 1.1 * elapsed + 1 ms)
 
 where ``prev`` is the time of the newest stamped entry in the log (or this leader's last stamp)
@@ -46,7 +46,8 @@ class LeaderClock:
         term = self.raft.current_term
         if term != self._term:
             prev = max(self._prev, self._newest_in_log())
-            lo, hi = prev, prev + self.first_step_ns
+            # A log that never saw a stamp (a new cluster) starts at the leader's wall clock.
+            lo, hi = (prev, prev + self.first_step_ns) if prev else (wall, wall)
             self._term = term
         else:
             prev = self._prev
@@ -104,20 +105,23 @@ class StampingQueue:
     """pysyncobj's command queue, stamping each command the leader takes from it to append.
 
     While the node cannot persist (``blocked``), commands stay queued rather than being taken
-    and lost in an append that fails; the node steps down and they go to the next leader.
+    and lost in an append that fails; the node steps down and they go to the next leader. While a
+    leadership transfer is under way (``paused``) they wait too, then go to the new leader.
     """
 
-    def __init__(self, inner: Any, clock: LeaderClock, blocked: Callable[[], str | None]) -> None:
+    def __init__(self, inner: Any, clock: LeaderClock, blocked: Callable[[], str | None],
+                 paused: Callable[[], bool] = lambda: False) -> None:
         self._inner = inner
         self._clock = clock
         self._blocked = blocked
+        self._paused = paused  # a leadership transfer is under way: hold new commands
         self.last_taken: Any = None  # (command, callback) taken last (see RaftCore.tick)
 
     def put_nowait(self, item: Any) -> None:
         self._inner.put_nowait(item)
 
     def get_nowait(self) -> Any:
-        if self._blocked() is not None and self._clock.raft.state == LEADER:
+        if (self._blocked() is not None and self._clock.raft.state == LEADER) or self._paused():
             raise queue.Empty
         command, callback = self._inner.get_nowait()
         stamped = self._clock.stamp(command)

@@ -115,7 +115,7 @@ def apply_fault(world: "World", fault: Fault) -> None:
     elif kind == "transfer":
         leaders = world.leaders()
         if leaders:
-            world.core(leaders[0]).so.transferLeadership(None, callback=None)
+            world.core(leaders[0]).transfer_leadership(None, lambda *_: None)
             world.touched[leaders[0]] = None
     elif kind == "skew":
         world.nodes[args[0]].skew_ns = int(args[1] * 1e9)

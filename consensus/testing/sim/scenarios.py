@@ -202,7 +202,7 @@ def follower_restart_during_leader_change(s: Script) -> SimResult:
         s.write(lead, 50)
         s.run(0.05)
     s.run_until(lambda: not world.pending, 20, "the writes commit")
-    world.core(lead).so.transferLeadership(None, callback=None)
+    world.core(lead).transfer_leadership(None, lambda *_: None)
     world.touched[lead] = None
     s.run(0.05)
     world.start(follower)
@@ -331,7 +331,7 @@ def clock_skew(s: Script) -> SimResult:
     slow = next(n for n in world.nodes if n not in (lead, fast))
     world.nodes[slow].skew_ns = -600 * 10**9
     for target in (fast, slow):
-        world.core(s.leader() or lead).so.transferLeadership(world.core(target).so.selfNode, callback=None)
+        world.core(s.leader() or lead).transfer_leadership(world.core(target).so.selfNode, lambda *_: None)
         s.run_until(lambda t=target: s.leader() == t, 10, f"{target} leads")
         for _ in range(20):
             s.write(target)
@@ -364,3 +364,29 @@ def garbage_messages(s: Script) -> SimResult:
     writes = s.write(victim, 5)
     s.run_until(lambda: all(s.acked(c) for c in writes), 5, "writes still succeed")
     return s.finish()
+
+
+@_scenario
+def failover_rounds(s: Script) -> SimResult:
+    """Kill the leader under writes, twenty times: how many terms and seconds until the next one."""
+    world = s.world
+    rounds, seconds = [], []
+    for _ in range(int(getattr(s, "options", {}).get("failovers", 20))):
+        lead = s.run_until(s.leader, 10, "a leader")
+        for _ in range(10):
+            for node in world.alive():
+                s.write(node)
+            s.run(0.02)
+        term = s.raft(lead).current_term
+        killed_at = world.now
+        world.crash(lead)
+        new = s.run_until(s.leader, 20, "a new leader")
+        rounds.append(s.raft(new).current_term - term)
+        seconds.append(world.now - killed_at)
+        world.start(lead)
+        s.run(2.0)
+    result = s.finish()
+    ordered = sorted(seconds)
+    result.stats = {"failovers": len(rounds), "one_round": sum(r == 1 for r in rounds), "max_rounds": max(rounds),
+                    "median_seconds": ordered[len(ordered) // 2]}
+    return result
