@@ -114,6 +114,7 @@ class RaftCore:
         self.elections = ElectionRules(raft, self._send, clock, config.election_timeout[0], self.blocked)
         self.leader_clock = LeaderClock(raft, wall_ns or time.time_ns, clock, FIRST_STEP_NS)
         self._install()
+        self._keepalive_at = 0.0
         self._sweep_every = forward_sweep_seconds
         self._sweep_at = clock() + forward_sweep_seconds
         self._sweep_marker = 0
@@ -268,9 +269,24 @@ class RaftCore:
         if waiting and min(waiting) <= raft.last_applied:
             self._fail_skipped(raft.last_applied)
         now = self.clock()
+        if now >= self._keepalive_at:
+            self._keepalive()
+            self._keepalive_at = now + self.config.connection_timeout / 4
         if now >= self._sweep_at:
             self._sweep_forwarded()
             self._sweep_at = now + self._sweep_every
+
+    def _keepalive(self) -> None:
+        """Keep links between followers alive: pysyncobj drops a connection when it *sends* after
+        ``connectionTimeout`` without reading from it, and followers never talk to each other. So
+        the first vote request after a leader dies was lost on the idle link, and both survivors
+        campaigned in the same term (every failover took two or more rounds)."""
+        raft = self.raft
+        if raft.state == LEADER:
+            return  # its heartbeats and the replies keep its links busy
+        for node in list(raft.connected_nodes):
+            if node != raft.leader and node in raft.other_nodes:
+                self._send(node, {"type": "rw_ping"})
 
     def _fail_skipped(self, applied: int) -> None:
         """Fail callbacks for entries that will never apply here one by one: a snapshot skipped them.
@@ -341,6 +357,8 @@ class RaftCore:
             self.elections.on_prevote(node, message)
         elif kind == "rw_prevote_resp":
             self.elections.on_prevote_reply(node, message)
+        elif kind == "rw_ping":
+            pass  # reading it was the point (see _keepalive)
         else:
             self._pysyncobj_on_message(node, message)
 

@@ -64,6 +64,7 @@ _SHAPES: dict[str, dict[str, tuple[bool, Check]]] = {
     "timeout_now": {"term": (True, _int)},
     "rw_prevote": {"term": (True, _int), "last_log_index": (True, _int), "last_log_term": (True, _int)},
     "rw_prevote_resp": {"term": (True, _int), "granted": (True, _bool), "voter_term": (True, _int)},
+    "rw_ping": {},
 }
 
 

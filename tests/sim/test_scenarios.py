@@ -53,3 +53,7 @@ def test_every_failover_is_decided_in_one_election_round():
     result = SCENARIOS["failover_rounds"]()
     assert result.ok, result.report()
     assert result.stats["one_round"] == result.stats["failovers"], result.stats
+    # pysyncobj drops an idle link on its first send: the first vote request after the leader dies
+    # is lost and both survivors campaign in the same term.
+    legacy = SCENARIOS["failover_rounds"](legacy=True)
+    assert legacy.stats["one_round"] < legacy.stats["failovers"] / 2, legacy.stats

@@ -51,7 +51,7 @@ class LegacyCore(RaftCore):
         if wire.check(message) is not None:
             return
         kind = message["type"]
-        if kind in ("rw_prevote", "rw_prevote_resp"):
+        if kind in ("rw_prevote", "rw_prevote_resp", "rw_ping"):
             return
         if kind == "next_node_idx" and message["reset"] and self.raft.state == 2:
             self.leader.rejections += 1  # counted for the repair measurement only
@@ -61,3 +61,6 @@ class LegacyCore(RaftCore):
 
     def _before_tick(self) -> None:
         pass  # pysyncobj campaigns on its own: no pre-vote
+
+    def _keepalive(self) -> None:
+        pass  # idle links between followers die on first use

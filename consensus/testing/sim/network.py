@@ -96,6 +96,10 @@ class Network:
         self._link_rng: dict[tuple[str, str], random.Random] = {}
         # Scripted scenarios hold chosen messages on a link and release them in the order they like.
         self._holds: dict[tuple[str, str], Callable[[dict[str, Any]], bool]] = {}
+        # pysyncobj declares a connection dead when it *sends* after this long without reading
+        # anything from it (its connectionTimeout, checked on send): an idle link dies on use.
+        self.read_timeout = 3.5
+        self._last_read: dict[tuple[str, str], float] = {}  # (reader, writer) -> time
         self.held: dict[tuple[str, str], list[tuple[int, bytes, dict[str, Any]]]] = {}
 
     # -- endpoints ---------------------------------------------------------------------------
@@ -134,6 +138,7 @@ class Network:
         if b not in self.endpoints[a].peers and a not in self.endpoints[b].peers:
             return
         self.epoch[pair] = self.epoch.get(pair, 0) + 1
+        self._last_read[(a, b)] = self._last_read[(b, a)] = self.world.now
         self.endpoints[a].connected(b)
         self.endpoints[b].connected(a)
 
@@ -191,6 +196,9 @@ class Network:
         pair = _pair(src, dst)
         if not self.is_connected(src, dst):
             return False
+        if self.world.now - self._last_read.get((src, dst), self.world.now) > self.read_timeout:
+            self._disconnect(pair)
+            return False
         self.sent += 1
         data = pickle.dumps(message, protocol=2)
         which = self._holds.get((src, dst))
@@ -224,5 +232,6 @@ class Network:
         if endpoint is None:
             return
         self.delivered += 1
+        self._last_read[(dst, src)] = self.world.now
         endpoint.deliver(src, pickle.loads(data))
         self.world.node_touched(dst)

@@ -384,7 +384,7 @@ def failover_rounds(s: Script) -> SimResult:
         rounds.append(s.raft(new).current_term - term)
         seconds.append(world.now - killed_at)
         world.start(lead)
-        s.run(2.0)
+        s.run(5.0)  # longer than pysyncobj's connection timeout: the followers' link goes idle
     result = s.finish()
     ordered = sorted(seconds)
     result.stats = {"failovers": len(rounds), "one_round": sum(r == 1 for r in rounds), "max_rounds": max(rounds),
