@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable, Mapping
 
 from consensus import codec
-from consensus.dispatch import DEFAULT_DEDUP_CAPACITY, DEFAULT_DEDUP_TTL_NS, Dispatcher, Outcome, encode_entry
+from consensus.dispatch import SYSTEM, Dispatcher, Outcome, encode_entry
 from consensus.engine import EngineConfig, EngineEvent, EngineStatus, Failure, Role, create_engine, is_loopback
 from consensus.errors import (
     Compacted,
@@ -82,8 +82,6 @@ class NodeConfig:
     connection_retry_time: float = 0.5
     compaction_min_entries: int = 5000
     compaction_min_time: float = 300.0
-    dedup_capacity: int = DEFAULT_DEDUP_CAPACITY
-    dedup_ttl: float = DEFAULT_DEDUP_TTL_NS / 1e9
     # While a machine wants time (leases, waiters), the leader appends a time entry at least this
     # often, so leader-stamped time moves on in the log when nobody writes.
     time_granularity: float = 0.1
@@ -168,7 +166,7 @@ def _outcome_value(outcome: Outcome, leader: str | None) -> Any:
         return outcome.value
     body = {"code": outcome.code, "message": str(outcome.value), "leader": leader, "detail": outcome.detail}
     cls = error_class(outcome.code) if outcome.code else None
-    if cls is not None and cls.definite:
+    if cls is not None:
         if isinstance(outcome.detail, dict) and issubclass(cls, Compacted):
             body["oldest_revision"] = outcome.detail.get("oldest_revision", 0)
         raise from_dict(body)
@@ -188,9 +186,7 @@ class Node:
                 raise InvalidRequest(f"machine names must be non-empty strings, not {name!r}")
         self.config = config
         self.machines = dict(machines)
-        self._dispatcher = Dispatcher(
-            self.machines, dedup_capacity=config.dedup_capacity, dedup_ttl_ns=int(config.dedup_ttl * 1e9)
-        )
+        self._dispatcher = Dispatcher(self.machines)
         self._hooks = _StateHooks(self._dispatcher)
         self._hooks.on_applied = self._on_applied
         self._apply_waiters: list[asyncio.Future[None]] = []
@@ -409,12 +405,16 @@ class Node:
         idempotency_key: str | None = None,
         timeout: float | None = None,
         forward: bool = True,
+        session: tuple[int, int, int] | None = None,
     ) -> Any:
         """Replicate ``command`` to ``machine`` and return what its ``apply`` returned.
 
         Any node takes a proposal: a follower hands it to the leader over the peer link (the
         leader stamps time and term when it appends it). ``forward=False`` makes it leader-only:
         a follower then raises ``NotLeader`` with a hint, and nothing is submitted.
+        ``session=(client id, seq, lowest unacknowledged seq)`` makes it exactly-once per
+        (client, seq) for as long as the session lives (see ``open_session``, which numbers
+        requests for you).
         """
         self._check_running()
         target = self._check_machine(machine)
@@ -422,10 +422,19 @@ class Node:
             raise InvalidRequest("a command must be a dict")
         if idempotency_key is not None and (not isinstance(idempotency_key, str) or not 0 < len(idempotency_key) <= 256):
             raise InvalidRequest("an idempotency key must be a string of 1 to 256 characters")
+        if session is not None and not (
+            isinstance(session, (tuple, list)) and len(session) == 3
+            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in session)
+        ):
+            raise InvalidRequest("a session is (client id, seq, lowest unacknowledged seq), positive integers")
         encoded = codec.check_plain(command, "command", self.config.max_command_bytes)
         validate = getattr(target, "validate", None)
         if validate is not None:
             validate(command)
+        return await self._submit(machine, encoded, idempotency_key, session, timeout, forward)
+
+    async def _submit(self, machine: str, encoded: bytes, idempotency_key: str | None,
+                      session: tuple[int, int, int] | list[int] | None, timeout: float | None, forward: bool = True) -> Any:
         status = self._engine.status()
         if status.role is not Role.LEADER:
             if status.leader is None:
@@ -435,7 +444,7 @@ class Node:
         fut = self._loop.create_future()  # type: ignore[union-attr]
         size = len(machine) + len(encoded) + len(idempotency_key or "") + _OP_FRAMING
         batch = self._batch_for(size)
-        batch.ops.append([machine, encoded, idempotency_key])
+        batch.ops.append([machine, encoded, idempotency_key] + ([list(session)] if session is not None else []))
         batch.writes.append(fut)
         budget = self.config.default_timeout if timeout is None else timeout
         self._deadlines[fut] = (time.monotonic() + budget, True)
@@ -470,11 +479,36 @@ class Node:
         if consistency is not Consistency.LINEARIZABLE:
             consistency = Consistency(consistency)
         if consistency is Consistency.STALE:
-            with self._hooks.lock:
-                outcome = self._dispatcher.query(machine, query)
-                index = self._dispatcher.last_index
+            outcome, index = await self._stale_query(machine, query)
             return ReadResult(_outcome_value(outcome, self._engine.status().leader), index, consistency)
         return await self._linearizable_read(machine, query, timeout)
+
+    async def _stale_query(self, machine: str, query: dict[str, Any]) -> tuple[Outcome, int]:
+        """Run a query on local state without ever blocking the event loop on the engine thread.
+
+        If the state lock is free the query runs here at once (the common case, no thread hop);
+        if the engine thread holds it (applying an entry, capturing a snapshot), the query is
+        handed to the engine thread and awaited instead of waiting on the lock.
+        """
+        lock = self._hooks.lock
+        if lock.acquire(blocking=False):
+            try:
+                return self._dispatcher.query(machine, query), self._dispatcher.last_index
+            finally:
+                lock.release()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[tuple[Outcome, int]] = loop.create_future()
+
+        def run() -> None:
+            with lock:
+                result = (self._dispatcher.query(machine, query), self._dispatcher.last_index)
+            try:
+                loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(result))  # type: ignore[func-returns-value]
+            except RuntimeError:
+                pass
+
+        self._engine.call_soon(run)
+        return await fut
 
     async def _linearizable_read(self, machine: str, query: dict[str, Any], timeout: float | None) -> ReadResult:
         # A read changes nothing, so every failure is definite and worth retrying until the
@@ -633,6 +667,24 @@ class Node:
             if not fut.done():
                 fut.set_exception(read_error)
 
+    # -- client sessions and replicated limits ------------------------------------------------
+
+    async def open_session(self, *, timeout: float | None = None) -> "ClientSession":
+        """Register a client session (a log entry): its requests are exactly-once, retries included."""
+        self._check_running()
+        client_id = await self._submit(SYSTEM, codec.pack({"op": "register_client"}), None, None, timeout)
+        return ClientSession(self, int(client_id), timeout)
+
+    async def set_limits(self, *, timeout: float | None = None, **limits: int) -> dict[str, int]:
+        """Change replicated limits (session TTL, sessions, idempotency window...) through the log."""
+        self._check_running()
+        command = codec.check_plain({"op": "set_limits", "limits": limits}, "limits", 4096)
+        return await self._submit(SYSTEM, command, None, None, timeout)  # type: ignore[no-any-return]
+
+    def limits(self) -> dict[str, int]:
+        """The replicated limits as this node has applied them."""
+        return self._dispatcher.sessions.limits.to_wire()
+
     # -- membership and leadership -----------------------------------------------------------
 
     async def _engine_call(self, start: Callable[[Callable[[Any, Failure | None], None]], None], timeout: float | None) -> Any:
@@ -731,23 +783,29 @@ class Node:
 
     # -- the embedding API -------------------------------------------------------------------
 
-    def machine(self, name: str, *, consistency: Consistency = Consistency.LINEARIZABLE, timeout: float | None = None) -> "MachineProxy":
-        """Return an awaitable proxy to a ``ReplicatedObject``: ``await node.machine("inv").add("x", 3)``."""
+    def machine(self, name: str, *, consistency: Consistency = Consistency.LINEARIZABLE, timeout: float | None = None,
+                session: "ClientSession | None" = None) -> "MachineProxy":
+        """Return an awaitable proxy to a ``ReplicatedObject``: ``await node.machine("inv").add("x", 3)``.
+
+        With ``session=`` (from ``open_session``) every command call is exactly-once.
+        """
         target = self._check_machine(name)
         if not isinstance(target, ReplicatedObject):
             raise InvalidRequest(f"machine {name!r} is not a ReplicatedObject; use propose() and read()")
-        return MachineProxy(self, name, type(target), consistency, timeout)
+        return MachineProxy(self, name, type(target), consistency, timeout, session)
 
 
 class MachineProxy:
     """Turn method calls into proposals (``@command``) and reads (``@query``)."""
 
-    def __init__(self, node: Node, name: str, cls: type[ReplicatedObject], consistency: Consistency, timeout: float | None) -> None:
+    def __init__(self, node: Node, name: str, cls: type[ReplicatedObject], consistency: Consistency,
+                 timeout: float | None, session: "ClientSession | None" = None) -> None:
         self._node = node
         self._name = name
         self._cls = cls
         self._consistency = consistency
         self._timeout = timeout
+        self._session = session
 
     def __getattr__(self, method: str) -> Callable[..., Any]:
         kind = self._cls.method_kind(method)
@@ -759,6 +817,8 @@ class MachineProxy:
             """Call the method; a command retried with the same ``idempotency_key`` applies once."""
             body = {"method": method, "args": list(args), "kwargs": kwargs}
             if kind == "command":
+                if self._session is not None:
+                    return await self._session.propose(name, body, idempotency_key=idempotency_key, timeout=self._timeout)
                 key = idempotency_key if idempotency_key is not None else uuid.uuid4().hex
                 return await node.propose(name, body, idempotency_key=key, timeout=self._timeout)
             if idempotency_key is not None:
@@ -767,6 +827,67 @@ class MachineProxy:
 
         call.__name__ = method
         return call
+
+
+class ClientSession:
+    """A registered client: numbers its requests and retries each under its number until known.
+
+    ``await session.propose(machine, command)`` applies ``command`` exactly once: on an unknown
+    outcome (a leader change, a lost answer) it is re-sent under the same number until it is
+    known or the deadline passes. A request whose outcome stayed unknown keeps its number
+    outstanding, and its outcome is kept in the replicated table, until the session closes.
+    If the session expired (no request for the session TTL) or was evicted, requests fail with a
+    definite ``SessionExpired``: open a new session; nothing was applied.
+    """
+
+    _RETRY_SECONDS = 0.05
+
+    def __init__(self, node: Node, client_id: int, timeout: float | None = None) -> None:
+        self.node = node
+        self.client_id = client_id
+        self._timeout = timeout
+        self._next = 1
+        self._outstanding: set[int] = set()
+
+    def lowest_unacknowledged(self) -> int:
+        return min(self._outstanding, default=self._next)
+
+    async def propose(self, machine: str, command: dict[str, Any], *, idempotency_key: str | None = None,
+                      timeout: float | None = None) -> Any:
+        seq = self._next
+        self._next += 1
+        self._outstanding.add(seq)
+        budget = self.node.config.default_timeout if (timeout or self._timeout) is None else (timeout or self._timeout)
+        deadline = time.monotonic() + budget  # type: ignore[operator]
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                result = await self.node.propose(
+                    machine, command, idempotency_key=idempotency_key, timeout=max(remaining, 0.001),
+                    session=(self.client_id, seq, self.lowest_unacknowledged()),
+                )
+            except Indeterminate:
+                if deadline - time.monotonic() <= self._RETRY_SECONDS:
+                    raise  # seq stays outstanding: its outcome is kept for a later look
+                await asyncio.sleep(self._RETRY_SECONDS)
+                continue
+            except (NotLeader, Unavailable):
+                # Definite for this attempt: nothing was submitted. Try again while time is left.
+                if deadline - time.monotonic() <= self._RETRY_SECONDS:
+                    self._outstanding.discard(seq)
+                    raise
+                await asyncio.sleep(self._RETRY_SECONDS)
+                continue
+            except ConsensusError:
+                self._outstanding.discard(seq)
+                raise
+            self._outstanding.discard(seq)
+            return result
+
+    async def close(self) -> None:
+        """Drop the session and the outcomes it keeps (a log entry)."""
+        await self.node._submit(SYSTEM, codec.pack({"op": "close_client", "client_id": self.client_id}), None, None,
+                                self._timeout)
 
 
 def _check_address(address: str) -> None:

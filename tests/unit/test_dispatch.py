@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from consensus import codec
-from consensus.dispatch import Dispatcher, encode_entry
+from consensus.dispatch import SYSTEM, Dispatcher, encode_entry
 from consensus.errors import Rejected
 from consensus.machine import ReplicatedObject, command, query
 from consensus.testing.machines import KV
@@ -80,7 +80,10 @@ def test_idempotency_key_replays_the_first_outcome():
 
 
 def test_idempotency_table_is_bounded_and_expires_by_leader_time():
-    d = Dispatcher({"kv": KV()}, dedup_capacity=3, dedup_ttl_ns=100)
+    d = Dispatcher({"kv": KV()})
+    # Limits are replicated state: set by a log entry, never by a node's configuration.
+    d.apply(entry(op(SYSTEM, {"op": "set_limits", "limits": {"idempotency_capacity": 3, "idempotency_ttl": 100}}),
+                  time_ns=999), index=1)
     inc = {"method": "incr", "args": ["n"]}
     for i in range(5):
         d.apply(entry(op("kv", inc, f"k{i}"), time_ns=1_000 + i), index=2 + i)

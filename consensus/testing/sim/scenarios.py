@@ -265,9 +265,10 @@ def rejoin_no_term_bump(s: Script) -> SimResult:
         s.run(0.25)
     apply_fault(world, Fault(world.now, "heal"))
     s.run(5.0)
-    if s.leader() != lead or s.raft(lead).current_term != term:
-        s.problems.append(f"the rejoining node disrupted the leader: term {term} -> "
-                          f"{s.raft(s.leader()).current_term if s.leader() else '?'}, leader {lead} -> {s.leader()}")
+    now_leader = s.leader()
+    if now_leader != lead or s.raft(lead).current_term != term:
+        s.problems.append(f"the rejoining node disrupted the leader: term {term} -> {s.raft(lead).current_term}, "
+                          f"leader {lead} -> {now_leader}")
     return s.finish()
 
 
@@ -281,20 +282,20 @@ def crash_unsynced(s: Script) -> SimResult:
     lead = s.run_until(s.leader, 5, "a leader")
     s.write(lead, 5)
     s.run(1.0)
-    for node in world.nodes.values():
-        node.storage.writeback()  # what the OS wrote back on its own so far
+    for sim_node in world.nodes.values():
+        sim_node.storage.writeback()  # what the OS wrote back on its own so far
     follower, lagging = [n for n in world.nodes if n != lead]
-    for node in (lead, follower):  # the third node misses the next writes
-        world.network.block(node, lagging)
-        world.network.block(lagging, node)
+    for node_id in (lead, follower):  # the third node misses the next writes
+        world.network.block(node_id, lagging)
+        world.network.block(lagging, node_id)
     writes = s.write(lead, 20)
     s.run_until(lambda: all(s.acked(c) for c in writes), 5, "the writes are acknowledged")
-    for node in (lead, follower):
-        world.crash(node)  # power cut of the majority that acknowledged: what was not synced is gone
+    for node_id in (lead, follower):
+        world.crash(node_id)  # power cut of the majority that acknowledged: what was not synced is gone
     apply_fault(world, Fault(world.now, "heal"))
     s.run(0.5)
-    for node in (lead, follower):
-        world.start(node)
+    for node_id in (lead, follower):
+        world.start(node_id)
     s.run_until(s.leader, 10, "a leader after the restart")
     return s.finish()
 
@@ -332,7 +333,7 @@ def clock_skew(s: Script) -> SimResult:
     world.nodes[slow].skew_ns = -600 * 10**9
     for target in (fast, slow):
         world.core(s.leader() or lead).transfer_leadership(world.core(target).so.selfNode, lambda *_: None)
-        s.run_until(lambda t=target: s.leader() == t, 10, f"{target} leads")
+        s.run_until(lambda t=target: s.leader() == t, 10, f"{target} leads")  # type: ignore[misc]
         for _ in range(20):
             s.write(target)
             s.run(0.05)
