@@ -20,6 +20,7 @@ from typing import Any, Callable, Mapping, Sequence
 import aiohttp
 
 from consensus.client._select import EndpointPool, normalize_url
+from consensus.client._session import single_send_session
 from consensus.errors import (
     ConsensusError,
     Indeterminate,
@@ -86,19 +87,8 @@ class Client:
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256))
-            # aiohttp re-sends an idempotent request (PUT, DELETE) once, on a new connection, when
-            # a reused keep-alive connection drops mid-request. The caller then sees only the
-            # second attempt's connect error, although the first may have been applied: a write
-            # whose outcome is unknown would be reported as a definite failure (found by
-            # `chaos test`). We retry ourselves, with the idempotency key, so turn it off; on an
-            # aiohttp without that switch, connect errors of writes count as unknown instead.
-            if hasattr(session, "_retry_connection"):
-                session._retry_connection = False
-                self._connect_errors_definite = True
-            else:
-                self._connect_errors_definite = False
-            self._session = session
+            # Never let aiohttp re-send a write by itself (see consensus.client._session).
+            self._session, self._connect_errors_definite = single_send_session(connector=aiohttp.TCPConnector(limit=256))
         return self._session
 
     async def close(self) -> None:
