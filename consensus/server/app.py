@@ -50,6 +50,7 @@ class ServerConfig:
     http_url: str
     peer_http: dict[str, str] = field(default_factory=dict)
     token: str | None = None
+    public: bool = False  # HTTP listens beyond loopback: membership changes need the token
     max_body_bytes: int = 64 * 1024
     default_timeout: float = 5.0
     max_timeout: float = 60.0
@@ -176,6 +177,8 @@ class Server:
             response = self._error_response(exc)
         except web.HTTPException as exc:
             response = self._error_response(_from_http_exception(exc, request))
+            if "Allow" in exc.headers:  # a 405 names the methods the route has (RFC 9110 15.5.6)
+                response.headers["Allow"] = exc.headers["Allow"]
         except asyncio.CancelledError:
             raise
         except Exception:  # a bug of ours: log it, keep the node up, say nothing revealing

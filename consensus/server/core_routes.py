@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from consensus.errors import Unavailable
+from consensus.server.members import check_new_member
 from consensus.server.metrics import CONTENT_TYPE
 from consensus.server.openapi import build_document
 from consensus.server.routing import Call, Route
@@ -107,12 +108,18 @@ async def _metrics(call: Call) -> Any:
 
 
 async def _openapi(call: Call) -> Any:
-    document = build_document(call.server.routes)
+    document = build_document(call.server.routes, max_timeout=call.server.config.max_timeout)
     return web.Response(text=json.dumps(document, indent=1), content_type="application/json")
+
+
+def _members(call: Call) -> set[str]:
+    status = call.node.status()
+    return {p.id for p in status.peers} | {status.id}
 
 
 async def _add_member(call: Call) -> Any:
     address = call.body["id"]
+    check_new_member(address, secret=call.node.config.secret, members=_members(call))
     await call.node.add_member(address, timeout=call.remaining())
     if "http" in call.body:
         call.server.config.peer_http[address] = call.body["http"].rstrip("/")
@@ -149,10 +156,11 @@ def core_routes() -> list[Route]:
         Route("GET", "/openapi.json", _openapi, "getOpenapi", "this document", tag="health"),
         Route("POST", "/v1/members", _add_member, "addMember", "add a member (one change at a time)",
               tag="cluster", body=obj({"id": ADDRESS_SCHEMA, "http": HTTP_URL_SCHEMA}, required=("id",)),
-              response=obj({"added": {"type": "string"}}), mutating=True, on_leader=_always, errors=(400, 409)),
+              response=obj({"added": {"type": "string"}}), mutating=True, membership=True, on_leader=_always,
+              errors=(400, 409)),
         Route("DELETE", "/v1/members/{id}", _remove_member, "removeMember", "remove a member (one change at a time)",
               tag="cluster", path_params={"id": ADDRESS_SCHEMA}, response=obj({"removed": {"type": "string"}}),
-              mutating=True, on_leader=_always, errors=(400, 404, 409)),
+              mutating=True, membership=True, on_leader=_always, errors=(400, 404, 409)),
         Route("POST", "/v1/leader/transfer", _transfer_leader, "transferLeader",
               "hand leadership to a member (or the most caught-up follower)", tag="cluster",
               body=obj({"to": ADDRESS_SCHEMA}), body_required=False,

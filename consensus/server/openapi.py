@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from consensus.server.routing import IDEMPOTENCY_KEY_SCHEMA, TIMEOUT_HEADER, Route
+from consensus.server.routing import IDEMPOTENCY_KEY_SCHEMA, MIN_TIMEOUT_SECONDS, TIMEOUT_HEADER, Route
 from consensus.server.schema import Schema
 
 ERROR_SCHEMA: Schema = {
@@ -39,23 +39,41 @@ _ERROR_TEXT = {
 }
 
 
-def _operation(route: Route) -> dict[str, Any]:
+def anchored(schema: Any) -> Any:
+    """Return ``schema`` with every ``pattern`` anchored.
+
+    JSON Schema patterns match anywhere in the string, while the server's validator matches the
+    whole string: the document must say what the server does, or a client (or a fuzzer) reading
+    it would send values the server refuses.
+    """
+    if isinstance(schema, list):
+        return [anchored(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: anchored(value) for key, value in schema.items()}
+    pattern = schema.get("pattern")
+    if isinstance(pattern, str) and not (pattern.startswith("^") and pattern.endswith("$")):
+        out["pattern"] = f"^(?:{pattern})$"
+    return out
+
+
+def _operation(route: Route, max_timeout: float) -> dict[str, Any]:
     params: list[dict[str, Any]] = []
     for name, schema in route.path_params.items():
-        params.append({"name": name, "in": "path", "required": True, "schema": schema})
+        params.append({"name": name, "in": "path", "required": True, "schema": anchored(schema)})
     for name, schema in route.query.items():
-        params.append({"name": name, "in": "query", "required": False, "schema": schema})
+        params.append({"name": name, "in": "query", "required": False, "schema": anchored(schema)})
     params.append(
         {"name": TIMEOUT_HEADER, "in": "header", "required": False, "description": "seconds to wait for an outcome (default 5)",
-         "schema": {"type": "number", "exclusiveMinimum": 0, "maximum": 60}}
+         "schema": {"type": "number", "minimum": MIN_TIMEOUT_SECONDS, "maximum": max_timeout}}
     )
     if route.mutating:
         params.append(
             {"name": "Idempotency-Key", "in": "header", "required": False,
              "description": "makes the write exactly-once: a retry with the same key gets the first outcome",
-             "schema": IDEMPOTENCY_KEY_SCHEMA}
+             "schema": anchored(IDEMPOTENCY_KEY_SCHEMA)}
         )
-    ok = {"description": "OK", "content": {route.response_type: {"schema": route.response}}}
+    ok = {"description": "OK", "content": {route.response_type: {"schema": anchored(route.response)}}}
     responses: dict[str, Any] = {"200": ok}
     statuses = set(route.errors) | {400, 413}
     if route.mutating:
@@ -77,18 +95,19 @@ def _operation(route: Route) -> dict[str, Any]:
     if route.body is not None:
         operation["requestBody"] = {
             "required": route.body_required,
-            "content": {"application/json": {"schema": route.body}},
+            "content": {"application/json": {"schema": anchored(route.body)}},
         }
     if route.mutating:
         operation["security"] = [{"bearer": []}, {}]
     return operation
 
 
-def build_document(routes: Sequence[Route], title: str = "raftwork node", version: str = "0.1.0") -> dict[str, Any]:
+def build_document(routes: Sequence[Route], title: str = "raftwork node", version: str = "0.1.0",
+                   max_timeout: float = 60.0) -> dict[str, Any]:
     """Return the OpenAPI 3.0 document describing ``routes``."""
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
-        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route)
+        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route, max_timeout)
     return {
         "openapi": "3.0.3",
         "info": {

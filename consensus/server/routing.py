@@ -18,6 +18,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from consensus.errors import InvalidRequest, PayloadTooLarge, Unauthorized
+from consensus.server.members import check_membership_caller
 from consensus.server.schema import Schema, parse_json, validate
 
 if TYPE_CHECKING:
@@ -28,6 +29,8 @@ Handler = Callable[["Call"], Awaitable[Any]]
 
 IDEMPOTENCY_KEY_SCHEMA: Schema = {"type": "string", "minLength": 1, "maxLength": 256, "pattern": r"[\x21-\x7e]+"}
 TIMEOUT_HEADER = "X-Request-Timeout"
+# Below a millisecond no answer can come in time (5e-324 used to be accepted and always timed out).
+MIN_TIMEOUT_SECONDS = 0.001
 FORWARDED_HEADER = "X-Raft-Forwarded-By"
 
 
@@ -48,6 +51,7 @@ class Route:
     response: Schema = field(default_factory=lambda: {"type": "object"})
     response_type: str = "application/json"
     mutating: bool = False  # needs the bearer token (when one is set); accepts Idempotency-Key
+    membership: bool = False  # changes who is a member: never anonymous on a server beyond loopback
     # Whether this request must run on the leader (followers forward it); None: run here.
     on_leader: Callable[["Call"], bool] | None = None
     # When the leader's HTTP address is unknown, a read may still run here (through the log).
@@ -119,8 +123,8 @@ def _parse_timeout(request: web.Request, default: float, maximum: float) -> floa
         value = float(raw)
     except ValueError:
         raise InvalidRequest(f"{TIMEOUT_HEADER} must be a number of seconds") from None
-    if not 0 < value <= maximum:  # also rejects NaN
-        raise InvalidRequest(f"{TIMEOUT_HEADER} must be more than 0 and at most {maximum:g} seconds")
+    if not MIN_TIMEOUT_SECONDS <= value <= maximum:  # also rejects NaN
+        raise InvalidRequest(f"{TIMEOUT_HEADER} must be from {MIN_TIMEOUT_SECONDS:g} to {maximum:g} seconds")
     return value
 
 
@@ -149,6 +153,8 @@ async def _read_body(request: web.Request, route: Route, limit: int) -> tuple[An
 async def build_call(request: web.Request, server: "Server", route: Route) -> Call:
     """Check everything about ``request`` that ``route`` declares; raise a 4xx error if wrong."""
     config = server.config
+    if route.membership:
+        check_membership_caller(public=config.public, token=config.token)
     if route.mutating:
         _check_token(request, config.token)
     params = {}

@@ -79,6 +79,10 @@ def parse_peers(text: str) -> tuple[list[str], dict[str, str]]:
     return peers, urls
 
 
+def _host_is_loopback(host: str) -> bool:
+    return is_loopback(f"[{host}]:1" if ":" in host else f"{host}:1")
+
+
 def _read_secret(path: str | None, flag: str) -> str | None:
     if path is None:
         return None
@@ -109,8 +113,16 @@ def settings_from_args(args: argparse.Namespace) -> ServeSettings:
     if unknown:
         raise UsageError(f"unknown app {unknown[0]!r}; available: {', '.join(available_apps())}")
     secret = _read_secret(args.secret_file, "--secret-file")
-    if not is_loopback(args.id) and secret is None:
-        raise UsageError(f"--id {args.id} is not a loopback address: peers on other hosts need --secret-file")
+    if secret is None:
+        # The peer protocol is pickle: without a secret, whoever talks to the port runs code.
+        for address in [args.id, *peers]:
+            if not is_loopback(address):
+                what = "--id" if address == args.id else "the peer"
+                raise UsageError(f"{what} {address} is not a loopback address: peers on other hosts need --secret-file")
+    token = _read_secret(args.token_file, "--token-file")
+    if not _host_is_loopback(http_host) and token is None and not args.insecure_http:
+        raise UsageError(f"--http {args.http} is not a loopback address: give --token-file, or --insecure-http to serve "
+                         "writes to anyone who can reach it")
     routes: dict[str, tuple[str, int]] = {}
     for item in args.dial_route or ():
         peer, _, target = item.partition("=")
@@ -126,7 +138,7 @@ def settings_from_args(args: argparse.Namespace) -> ServeSettings:
         data_dir=args.data_dir,
         apps=apps,
         secret=secret,
-        token=_read_secret(args.token_file, "--token-file"),
+        token=token,
         dial_routes=routes,
         exit_with_parent=args.exit_with_parent,
     )
@@ -167,7 +179,8 @@ async def serve(settings: ServeSettings) -> int:
         await node.start()
     except (EngineStartError, OSError) as exc:
         raise CommandError(str(exc).splitlines()[0]) from None
-    server = Server(node, ServerConfig(http_url=settings.http_url, peer_http=settings.peer_http, token=settings.token), specs)
+    server = Server(node, ServerConfig(http_url=settings.http_url, peer_http=settings.peer_http, token=settings.token,
+                                       public=not _host_is_loopback(settings.http_host)), specs)
     runner = web.AppRunner(server.build(), access_log=None, handle_signals=False)
     try:
         await runner.setup()
@@ -176,8 +189,9 @@ async def serve(settings: ServeSettings) -> int:
             await site.start()
         except OSError as exc:
             raise CommandError(f"cannot listen for HTTP on {settings.http_host}:{settings.http_port}: {exc.strerror or exc}") from None
-        if not is_loopback(settings.http_host) and settings.token is None:
-            log.warning("%s serves HTTP on %s without --token-file: anyone who can reach it can write", node.id, settings.http_url)
+        if not _host_is_loopback(settings.http_host) and settings.token is None:
+            log.warning("%s serves HTTP on %s without --token-file (--insecure-http): anyone who can reach it can write",
+                        node.id, settings.http_url)
         log.info("%s serving HTTP on %s with apps %s at term %d", node.id, settings.http_url, ",".join(settings.apps) or "none", node.status().term)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -224,6 +238,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--apps", default="counter", metavar="A,B", help=f"apps to serve (default counter; available: {', '.join(available_apps())})")
     p.add_argument("--secret-file", metavar="F", help="shared peer secret; required when --id is not a loopback address")
     p.add_argument("--token-file", metavar="F", help="bearer token every mutating HTTP request must carry")
+    p.add_argument("--insecure-http", action="store_true",
+                   help="serve HTTP beyond loopback without --token-file (membership changes stay refused)")
     p.add_argument("--dial-route", action="append", metavar="PEER=HOST:PORT",
                    help="dial PEER at HOST:PORT instead (e.g. through a proxy); repeatable")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])

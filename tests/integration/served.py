@@ -3,41 +3,47 @@
 ``ServedCluster(n, tmp_path)`` starts n real nodes (engine threads, TCP between them) running
 the counter app, and a real ``Server`` for each on a free port. ``peer_http`` can point a node's
 view of a peer's HTTP URL somewhere else (a relay that misbehaves); ``server_options`` go into
-every ``ServerConfig``. Everything is stopped on exit, also when a test fails.
+every ``ServerConfig``, ``node_options`` into every ``NodeConfig``; ``only`` starts just some of
+the nodes (one node of two never learns a leader). Everything is stopped on exit, also when a test fails.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json as json_module
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import aiohttp
 from aiohttp import web
 
 from consensus.node import Node
-from consensus.server import Server, ServerConfig, load_apps, machines_for
+from consensus.server import AppSpec, Server, ServerConfig, load_apps, machines_for
 from consensus.server.listener import start_site
 from consensus.testing import InProcessCluster, free_ports
 
 
 class ServedCluster:
     def __init__(self, n: int, data_dir: Path, *, peer_http: Callable[[int, str], str] | None = None,
-                 **server_options: Any) -> None:
-        self.specs = load_apps(["counter"])
-        self.cluster = InProcessCluster(n, data_dir, machines=lambda: machines_for(self.specs))
+                 extra_apps: Sequence[AppSpec] = (), node_options: dict[str, Any] | None = None,
+                 only: Sequence[int] | None = None, **server_options: Any) -> None:
+        self.specs = [*load_apps(["counter"]), *extra_apps]
+        self.cluster = InProcessCluster(n, data_dir, machines=lambda: machines_for(self.specs), **(node_options or {}))
         self.ports = free_ports(n)
         self.urls = [f"http://127.0.0.1:{p}" for p in self.ports]
         self._peer_http = peer_http
         self._options = server_options
-        self.servers: list[Server] = []
+        self._only = list(range(n)) if only is None else list(only)  # the nodes to start
+        self.servers: dict[int, Server] = {}
         self.runners: list[web.AppRunner] = []
 
     async def __aenter__(self) -> "ServedCluster":
         try:
-            await self.cluster.start()
-            for i, node in enumerate(self.cluster.running()):
-                await self._serve(i, node)
+            for i in self._only:
+                await self.cluster.start_node(i)
+            for i, node in enumerate(self.cluster.nodes):
+                if node is not None:
+                    await self._serve(i, node)
         except BaseException:
             await self.stop()
             raise
@@ -51,7 +57,7 @@ class ServedCluster:
         config = ServerConfig(http_url=self.urls[i], peer_http=peer_http, **self._options)
         server = Server(node, config, self.specs)
         runner = await start_site(server, "127.0.0.1", self.ports[i], config)
-        self.servers.append(server)
+        self.servers[i] = server
         self.runners.append(runner)
 
     async def __aexit__(self, *exc: Any) -> None:
@@ -68,15 +74,15 @@ class ServedCluster:
         return self.cluster.addresses.index(leader.id)
 
 
-async def request(method: str, url: str, *, json: Any = None, headers: dict[str, str] | None = None,
-                  timeout: float = 10.0) -> tuple[int, Any, dict[str, str]]:
+async def request(method: str, url: str, *, json: Any = None, data: bytes | None = None,
+                  headers: dict[str, str] | None = None, timeout: float = 10.0) -> tuple[int, Any, dict[str, str]]:
     """Send one request on a fresh session; return (status, decoded JSON or text, headers)."""
     async with aiohttp.ClientSession() as session:
-        async with session.request(method, url, json=json, headers=headers or {},
+        async with session.request(method, url, json=json, data=data, headers=headers or {},
                                    timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
             raw = await resp.read()
             try:
-                body: Any = __import__("json").loads(raw)
+                body: Any = json_module.loads(raw)
             except ValueError:
                 body = raw.decode("utf-8", "replace")
             return resp.status, body, dict(resp.headers)
