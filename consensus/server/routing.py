@@ -52,6 +52,7 @@ class Route:
     response_type: str = "application/json"
     mutating: bool = False  # needs the bearer token (when one is set); accepts Idempotency-Key
     membership: bool = False  # changes who is a member: never anonymous on a server beyond loopback
+    bounded: bool = True  # counts toward the in-flight and connection caps (liveness and metrics do not)
     # Whether this request must run on the leader (followers forward it); None: run here.
     on_leader: Callable[["Call"], bool] | None = None
     # When the leader's HTTP address is unknown, a read may still run here (through the log).
@@ -128,11 +129,15 @@ def _parse_timeout(request: web.Request, default: float, maximum: float) -> floa
     return value
 
 
-async def _read_body(request: web.Request, route: Route, limit: int) -> tuple[Any, bytes]:
+async def _read_body(request: web.Request, route: Route, limit: int, timeout: float) -> tuple[Any, bytes]:
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"the body is {request.content_length} bytes, over the limit of {limit}")
     try:
-        raw = await request.read()
+        # A body that trickles in holds a slot in flight: it gets the request's own deadline.
+        async with asyncio.timeout(timeout):
+            raw = await request.read()
+    except TimeoutError:
+        raise InvalidRequest(f"the body did not arrive within the request's deadline of {timeout:g}s") from None
     except web.HTTPRequestEntityTooLarge:
         raise PayloadTooLarge(f"the body is over the limit of {limit} bytes") from None
     except (OSError, asyncio.IncompleteReadError, HttpProcessingError) as exc:
@@ -168,5 +173,6 @@ async def build_call(request: web.Request, server: "Server", route: Route) -> Ca
     if route.mutating and "Idempotency-Key" in request.headers:
         key = request.headers["Idempotency-Key"]
         validate(key, IDEMPOTENCY_KEY_SCHEMA, "the Idempotency-Key header")
-    body, raw = await _read_body(request, route, config.max_body_bytes)
-    return Call(request, server, route, params, query, body, raw, key, time.monotonic() + timeout)
+    deadline = time.monotonic() + timeout
+    body, raw = await _read_body(request, route, config.max_body_bytes, timeout)
+    return Call(request, server, route, params, query, body, raw, key, deadline)

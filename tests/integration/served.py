@@ -56,7 +56,7 @@ class ServedCluster:
                 peer_http[address] = self._peer_http(j, self.urls[j]) if self._peer_http else self.urls[j]
         config = ServerConfig(http_url=self.urls[i], peer_http=peer_http, **self._options)
         server = Server(node, config, self.specs)
-        runner = await start_site(server, "127.0.0.1", self.ports[i], config)
+        runner = await start_site(server, "127.0.0.1", self.ports[i], config.limits)
         self.servers[i] = server
         self.runners.append(runner)
 
