@@ -94,6 +94,8 @@ class Server:
 
     async def propose(self, call: Call, machine: str, command: dict[str, Any]) -> Any:
         """Propose ``command`` on this node (the leader) with the call's key and deadline."""
+        if call.remaining() <= 0:  # not submitted: say so definitely rather than "unknown"
+            raise Unavailable("the request's deadline passed before it could be submitted", leader=self.node.id)
         try:
             result = await self.node.propose(machine, command, idempotency_key=call.idempotency_key, timeout=call.remaining())
         except ConsensusError as exc:

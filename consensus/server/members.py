@@ -16,50 +16,54 @@ import re
 
 from consensus.engine import is_loopback
 from consensus.errors import InvalidRequest, Rejected, Unauthorized
+from consensus.server.schema import Schema, explain_format
 
-_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
-_NUMERIC_LABEL = re.compile(r"[0-9]+|0[xX][0-9A-Fa-f]*")
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+# A first octet a peer can listen on: not 0.0.0.0/8 ("this network", "0" is 0.0.0.0), not
+# multicast (224/4), not reserved or broadcast (240/4).
+_FIRST_OCTET = r"(22[0-3]|2[01][0-9]|1[0-9]{2}|[1-9][0-9]?)"
+_IPV4 = rf"{_FIRST_OCTET}(\.{_OCTET}){{3}}"
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+# The last label starts with a letter: the resolver reads "127.1" or "0x7f.1" as IPv4 addresses.
+_NAME = rf"({_LABEL}\.)*[A-Za-z]([A-Za-z0-9-]{{0,61}}[A-Za-z0-9])?"
+_PORT = r"([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+MEMBER_PATTERN = rf"({_IPV4}|{_NAME}):{_PORT}"
+_MEMBER = re.compile(MEMBER_PATTERN)
+
+MEMBER_ADDRESS_SCHEMA: Schema = {
+    "type": "string",
+    "format": "raft-member",
+    "maxLength": 255,  # so the host is at most 253 characters, as DNS allows
+    "pattern": MEMBER_PATTERN,
+    "description": "a new member's Raft address, HOST:PORT: an IPv4 address a peer can listen on (no 0.x, "
+    "multicast or broadcast) or a DNS name; loopback unless the node has a peer secret",
+}
 
 
-def _host_port(address: str) -> tuple[str, int]:
+def _why_not(address: str) -> str:
     host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise InvalidRequest(f"a member address is HOST:PORT with a port from 1 to 65535, not {address[:300]!r}")
-    return host, int(port)
+    if not sep or not host or not re.fullmatch(_PORT, port):
+        return "a member address is HOST:PORT with a port from 1 to 65535"
+    if host.startswith("["):
+        return "IPv6 members are not supported: the engine (pysyncobj) cannot dial a bracketed address"
+    try:
+        ip = ipaddress.IPv4Address(host)
+    except ValueError:
+        if host.rsplit(".", 1)[-1][:1].isdigit():
+            return "it is not a full IPv4 address, and the resolver reads it as one ('0' is 0.0.0.0): write all four parts"
+        return "it does not name a host: use an IPv4 address or a DNS name"
+    if ip.is_multicast:
+        return "it is a multicast address"
+    return "no peer can listen there (0.x is 'this network' and 0.0.0.0 the wildcard; 240.x and up are reserved or broadcast)"
 
 
-def _check_ip(address: str, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> None:
-    mapped = getattr(ip, "ipv4_mapped", None)
-    for candidate in (ip, mapped) if mapped is not None else (ip,):
-        if candidate.is_unspecified or candidate.is_multicast or candidate == ipaddress.IPv4Address("255.255.255.255"):
-            raise InvalidRequest(f"{address} is not an address a peer can listen on (wildcard, multicast or broadcast)")
-
-
-def _check_name(address: str, host: str) -> None:
-    labels = host.split(".")
-    if len(host) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
-        raise InvalidRequest(f"{address[:300]!r} does not name a host: use an IP address or a DNS name")
-    if _NUMERIC_LABEL.fullmatch(labels[-1]):
-        # The resolver reads "0", "127.1" or "0x7f.1" as IPv4 addresses ("0" is 0.0.0.0).
-        raise InvalidRequest(f"{address} is not a full IPv4 address (write all four parts)")
+explain_format("raft-member", _why_not)
 
 
 def check_member_address(address: str) -> None:
     """Raise ``InvalidRequest`` unless ``address`` is ``host:port`` of a host a peer can listen on."""
-    host, _ = _host_port(address)
-    if host.startswith("[") and host.endswith("]"):
-        try:
-            ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.IPv6Address(host[1:-1])
-        except ValueError:
-            raise InvalidRequest(f"{address[:300]!r} has no valid IPv6 address in its brackets") from None
-        _check_ip(address, ip)
-        return
-    try:
-        ip = ipaddress.IPv4Address(host)
-    except ValueError:
-        _check_name(address, host)
-        return
-    _check_ip(address, ip)
+    if len(address) > 255 or not _MEMBER.fullmatch(address):
+        raise InvalidRequest(f"{address[:100]!r} cannot be a member: {_why_not(address)}")
 
 
 def check_new_member(address: str, *, secret: str | None, members: set[str]) -> None:
@@ -68,7 +72,8 @@ def check_new_member(address: str, *, secret: str | None, members: set[str]) -> 
     if address in members:
         raise Rejected(f"{address} is already a member")
     if secret is None and not is_loopback(address):
-        raise InvalidRequest(
+        # Well-formed, refused as this node is configured: a definite refusal, not a bad request.
+        raise Rejected(
             f"{address} is not a loopback address: this node has no peer secret (--secret-file), and the peer "
             "protocol without one lets whoever answers at that address run code on every member"
         )

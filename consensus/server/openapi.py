@@ -57,7 +57,27 @@ def anchored(schema: Any) -> Any:
     return out
 
 
-def _operation(route: Route, max_timeout: float) -> dict[str, Any]:
+def _links(route: Route, routes: Sequence[Route]) -> dict[str, Any]:
+    """Return the route's links: its own, and from a write to every read of the same resource.
+
+    A read of ``/v1/counters/{name}`` is linked from the writes of ``/v1/counters/{name}`` and of
+    ``/v1/counters/{name}/incr``, passing the path parameters on, so a stateful tester (and a
+    reader) can follow a write with the read that shows it.
+    """
+    links: dict[str, Any] = {name: dict(link) for name, link in route.links.items()}
+    if not route.mutating:
+        return links
+    for other in routes:
+        same_resource = other.path == route.path or route.path.startswith(other.path + "/")
+        if other.method == "GET" and same_resource and other.path_params and set(other.path_params) <= set(route.path_params):
+            links.setdefault(other.operation_id, {
+                "operationId": other.operation_id,
+                "parameters": {name: f"$request.path.{name}" for name in other.path_params},
+            })
+    return links
+
+
+def _operation(route: Route, max_timeout: float, routes: Sequence[Route] = (), token_required: bool = False) -> dict[str, Any]:
     params: list[dict[str, Any]] = []
     for name, schema in route.path_params.items():
         params.append({"name": name, "in": "path", "required": True, "schema": anchored(schema)})
@@ -74,6 +94,9 @@ def _operation(route: Route, max_timeout: float) -> dict[str, Any]:
              "schema": anchored(IDEMPOTENCY_KEY_SCHEMA)}
         )
     ok = {"description": "OK", "content": {route.response_type: {"schema": anchored(route.response)}}}
+    links = _links(route, routes)
+    if links:
+        ok["links"] = links
     responses: dict[str, Any] = {"200": ok}
     statuses = set(route.errors) | {400, 413}
     if route.mutating:
@@ -98,16 +121,17 @@ def _operation(route: Route, max_timeout: float) -> dict[str, Any]:
             "content": {"application/json": {"schema": anchored(route.body)}},
         }
     if route.mutating:
-        operation["security"] = [{"bearer": []}, {}]
+        # Without --token-file a write needs no token ({}: anonymous is allowed).
+        operation["security"] = [{"bearer": []}] if token_required else [{"bearer": []}, {}]
     return operation
 
 
 def build_document(routes: Sequence[Route], title: str = "raftwork node", version: str = "0.1.0",
-                   max_timeout: float = 60.0) -> dict[str, Any]:
-    """Return the OpenAPI 3.0 document describing ``routes``."""
+                   max_timeout: float = 60.0, token_required: bool = False) -> dict[str, Any]:
+    """Return the OpenAPI 3.0 document describing ``routes`` (as served: with its token rule and timeout cap)."""
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
-        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route, max_timeout)
+        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route, max_timeout, routes, token_required)
     return {
         "openapi": "3.0.3",
         "info": {

@@ -58,6 +58,9 @@ class Route:
     # When the leader's HTTP address is unknown, a read may still run here (through the log).
     local_fallback: bool = False
     errors: tuple[int, ...] = (400,)
+    # OpenAPI links from the 200 answer, by name: {"operationId": ..., "parameters": {...}}. Links
+    # from a write to the reads of the same resource are added by themselves.
+    links: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -133,11 +136,11 @@ async def _read_body(request: web.Request, route: Route, limit: int, timeout: fl
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"the body is {request.content_length} bytes, over the limit of {limit}")
     try:
-        # A body that trickles in holds a slot in flight: it gets the request's own deadline.
+        # A body that trickles in holds a slot in flight: bound it too.
         async with asyncio.timeout(timeout):
             raw = await request.read()
     except TimeoutError:
-        raise InvalidRequest(f"the body did not arrive within the request's deadline of {timeout:g}s") from None
+        raise InvalidRequest(f"the body did not arrive within {timeout:g}s") from None
     except web.HTTPRequestEntityTooLarge:
         raise PayloadTooLarge(f"the body is over the limit of {limit} bytes") from None
     except (OSError, asyncio.IncompleteReadError, HttpProcessingError) as exc:
@@ -174,5 +177,6 @@ async def build_call(request: web.Request, server: "Server", route: Route) -> Ca
         key = request.headers["Idempotency-Key"]
         validate(key, IDEMPOTENCY_KEY_SCHEMA, "the Idempotency-Key header")
     deadline = time.monotonic() + timeout
-    body, raw = await _read_body(request, route, config.max_body_bytes, timeout)
+    # The body may take as long as the headers may (a tiny deadline must not refuse a body already sent).
+    body, raw = await _read_body(request, route, config.max_body_bytes, max(timeout, config.limits.header_timeout))
     return Call(request, server, route, params, query, body, raw, key, deadline)
