@@ -15,8 +15,9 @@ ERROR_SCHEMA: Schema = {
             "type": "object",
             "required": ["code", "message", "definite", "leader"],
             "properties": {
-                "code": {"type": "string", "description": "invalid_request, not_found, unauthorized, method_not_allowed, "
-                         "payload_too_large, not_leader, unavailable, rejected, indeterminate or internal"},
+                "code": {"type": "string", "description": "the error's code; see the error table of docs/http.md "
+                         "(invalid_request, not_found, unauthorized, method_not_allowed, payload_too_large, rejected, "
+                         "not_leader, unavailable, overloaded, indeterminate, internal, and the apps' own codes)"},
                 "message": {"type": "string"},
                 "definite": {"type": "boolean", "description": "true: nothing changed; false: the outcome is unknown"},
                 "leader": {"type": "string", "nullable": True, "description": "Raft id of the leader, if known"},
@@ -30,11 +31,11 @@ ERROR_SCHEMA: Schema = {
 _ERROR_TEXT = {
     400: "invalid request (nothing was submitted)",
     401: "missing or wrong bearer token",
-    404: "no such route or thing",
     405: "method not allowed on this route",
-    409: "rejected by the state machine (e.g. compare-and-set mismatch)",
+    404: "no such route, member or thing",
+    409: "rejected by the state machine or the cluster (e.g. compare-and-set mismatch, member already there)",
     413: "body over the size limit",
-    503: "no leader or quorum, or not the leader (definite: nothing was submitted)",
+    503: "no leader or quorum, not the leader, or overloaded (definite: nothing was submitted)",
     504: "submitted, outcome unknown (retry with the same Idempotency-Key)",
 }
 
@@ -103,6 +104,8 @@ def _operation(route: Route, max_timeout: float, routes: Sequence[Route] = (), t
         statuses.add(401)
     if route.on_leader is not None:
         statuses |= {503, 504} if route.mutating else {503}
+    if route.bounded:
+        statuses.add(503)  # overloaded: the connection or in-flight cap
     for status in sorted(statuses):
         responses[str(status)] = {
             "description": _ERROR_TEXT.get(status, "error"),
