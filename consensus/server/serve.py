@@ -50,6 +50,7 @@ class ServeSettings:
     dial_routes: dict[str, tuple[str, int]] = field(default_factory=dict)
     exit_with_parent: bool = False
     limits: Limits = field(default_factory=Limits)
+    fsync: str = "always"
 
 
 def parse_address(text: str, what: str) -> tuple[str, int]:
@@ -144,6 +145,7 @@ def settings_from_args(args: argparse.Namespace) -> ServeSettings:
         dial_routes=routes,
         exit_with_parent=args.exit_with_parent,
         limits=_limits(args),
+        fsync=args.fsync,
     )
 
 
@@ -187,6 +189,7 @@ async def serve(settings: ServeSettings) -> int:
         data_dir=settings.data_dir,
         secret=settings.secret,
         dial_routes=settings.dial_routes,
+        fsync=settings.fsync,
     )
     node = Node(config, machines_for(specs))
     try:
@@ -249,6 +252,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--advertise-http", metavar="URL", help="this node's HTTP URL as others reach it (default http://HTTP)")
     p.add_argument("--data-dir", required=True, metavar="DIR", help="journal and snapshots live here")
     p.add_argument("--apps", default="counter", metavar="A,B", help=f"apps to serve (default counter; available: {', '.join(available_apps())})")
+    p.add_argument("--fsync", choices=["always", "never"], default="always",
+                   help="always (default): every entry and vote reaches the disk before it is acknowledged; "
+                        "never: survive process crashes only (tests)")
     p.add_argument("--secret-file", metavar="F", help="shared peer secret; required when --id is not a loopback address")
     p.add_argument("--token-file", metavar="F", help="bearer token every mutating HTTP request must carry")
     p.add_argument("--insecure-http", action="store_true",
