@@ -2,9 +2,18 @@
 
 Every call has one deadline. Writes and linearizable reads go to the cached leader (learned
 from ``X-Raft-Leader-Url`` on any answer); stale reads and first contact pick an endpoint by
-strategy. A write gets one idempotency key for the whole logical request and keeps it on every
-retry, so retrying after an unknown outcome cannot apply it twice. If the deadline passes after
-any attempt whose outcome is unknown, the call raises ``Indeterminate``, never a definite error.
+strategy. An attempt that gets no answer within ``attempt_timeout`` is checked and given up if
+its node is gone or deposed (see ``Client._attempt``), so a write stuck on a cut-off leader moves
+to the new one about when it is elected, not when the deadline passes.
+
+Exactly-once: by default the client registers a client session with the cluster on its first
+write (``POST /v1/clients``) and numbers every write (``X-Raft-Session: CLIENT:SEQ:LOWEST``); a
+retry carries the same number, so retrying after an unknown outcome cannot apply it twice,
+however late it comes. Each write also gets one idempotency key for the whole logical request
+(scoped to the client). If the session expired and no attempt of this write had an unknown
+outcome, the client opens a new session and goes on (nothing was applied); if one had, the call
+raises ``Indeterminate``: a second apply is never silent. If the deadline passes after any
+attempt whose outcome is unknown, the call raises ``Indeterminate``, never a definite error.
 """
 
 from __future__ import annotations
@@ -20,11 +29,14 @@ from typing import Any, Callable, Mapping, Sequence
 import aiohttp
 
 from consensus.client._select import EndpointPool, normalize_url
+from consensus.client._session import single_send_session
 from consensus.errors import (
     ConsensusError,
     Indeterminate,
     InvalidRequest,
     NotLeader,
+    Overloaded,
+    SessionExpired,
     Unavailable,
     from_dict,
 )
@@ -67,44 +79,64 @@ class Client:
         max_backoff: float = 10.0,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
+        attempt_timeout: float | None = 0.5,
+        sessions: bool = True,
     ) -> None:
         if isinstance(endpoints, str):
             endpoints = [e for e in endpoints.split(",") if e.strip()]
         if timeout <= 0:
             raise ValueError("timeout must be positive")
+        if attempt_timeout is not None and not attempt_timeout > 0:
+            raise ValueError("attempt_timeout must be positive (or None)")
         self.pool = EndpointPool(
             endpoints, strategy=strategy, weights=weights, rng=rng, clock=clock, backoff=backoff, max_backoff=max_backoff
         )
         self.timeout = timeout
+        # After this long without an answer, an attempt is checked (see _attempt) and abandoned
+        # if its node is gone or deposed; None: an attempt may use the whole deadline.
+        self.attempt_timeout = attempt_timeout
+        self._terms: dict[str, int] = {}  # the Raft term each endpoint last answered with
         self._token = token
         self._clock = clock
         self._leader: str | None = None
         self._session: aiohttp.ClientSession | None = None
         self._connect_errors_definite = False  # set when the session is made (see _get_session)
+        self.sessions = sessions  # number writes in a client session (exactly-once)
+        self.client_id: int | None = None
+        self._next_seq = 1
+        self._outstanding: set[int] = set()
+        self._registering: asyncio.Lock | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256))
-            # aiohttp re-sends an idempotent request (PUT, DELETE) once, on a new connection, when
-            # a reused keep-alive connection drops mid-request. The caller then sees only the
-            # second attempt's connect error, although the first may have been applied: a write
-            # whose outcome is unknown would be reported as a definite failure (found by
-            # `chaos test`). We retry ourselves, with the idempotency key, so turn it off; on an
-            # aiohttp without that switch, connect errors of writes count as unknown instead.
-            if hasattr(session, "_retry_connection"):
-                session._retry_connection = False
-                self._connect_errors_definite = True
-            else:
-                self._connect_errors_definite = False
-            self._session = session
+            # Never let aiohttp re-send a write by itself (see consensus.client._session).
+            self._session, self._connect_errors_definite = single_send_session(connector=aiohttp.TCPConnector(limit=256))
         return self._session
 
     async def close(self) -> None:
+        """Close the client session with the cluster (best effort: it expires anyway) and the pool."""
+        if self.client_id is not None and self._session is not None and not self._session.closed:
+            client_id, self.client_id = self.client_id, None
+            try:
+                await self.request("DELETE", f"/v1/clients/{client_id}", write=True, timeout=1.0, _numbered=False)
+            except ConsensusError:
+                pass
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+    async def _client_session(self, deadline: float) -> int:
+        """Register this client's session with the cluster once (a log entry)."""
+        if self._registering is None:
+            self._registering = asyncio.Lock()
+        async with self._registering:
+            if self.client_id is None:
+                remaining = max(0.05, deadline - self._clock())
+                answer = await self.request("POST", "/v1/clients", write=True, timeout=remaining, _numbered=False)
+                self.client_id = int(answer.body["client_id"])
+            return self.client_id
 
     async def __aenter__(self) -> "Client":
         return self
@@ -130,15 +162,44 @@ class Client:
         leader: bool = True,
         timeout: float | None = None,
         idempotency_key: str | None = None,
+        _numbered: bool = True,
     ) -> Response:
         """Send one logical request, retrying until it succeeds, fails definitely, or time is up.
 
         ``write``: it changes state; it gets an idempotency key (``idempotency_key`` or a new
-        one) reused on every retry. ``leader``: send it to the leader (writes, linearizable
-        reads); otherwise any endpoint picked by strategy answers it.
+        one) reused on every retry and, with sessions on, a number in the client session.
+        ``leader``: send it to the leader (writes, linearizable reads); otherwise any endpoint
+        picked by strategy answers it.
         """
         budget = self.timeout if timeout is None else timeout
         deadline = self._clock() + budget
+        if write and self.sessions and _numbered:
+            return await self._numbered_write(method, path, body, params, leader, deadline, budget, idempotency_key)
+        return await self._request(method, path, body, params, write, leader, deadline, budget, idempotency_key, None)
+
+    async def _numbered_write(self, method: str, path: str, body: Any, params: Mapping[str, str] | None, leader: bool,
+                              deadline: float, budget: float, idempotency_key: str | None) -> Response:
+        seq = self._next_seq
+        self._next_seq += 1
+        self._outstanding.add(seq)
+        key = idempotency_key or uuid.uuid4().hex
+        try:
+            while True:
+                client_id = await self._client_session(deadline)
+                try:
+                    return await self._request(method, path, body, params, True, leader, deadline, budget, key,
+                                               lambda: f"{client_id}:{seq}:{min(self._outstanding)}")
+                except SessionExpired:
+                    if self.client_id == client_id:
+                        self.client_id = None  # nothing was applied: open a new session and go on
+                    if deadline - self._clock() <= 0:
+                        raise
+        finally:
+            self._outstanding.discard(seq)
+
+    async def _request(self, method: str, path: str, body: Any, params: Mapping[str, str] | None, write: bool,
+                       leader: bool, deadline: float, budget: float, idempotency_key: str | None,
+                       session: Callable[[], str] | None) -> Response:
         key = (idempotency_key or uuid.uuid4().hex) if write else None
         uncertain = False  # an attempt may have applied the write
         last_error: ConsensusError = Unavailable("no endpoint answered")
@@ -152,7 +213,8 @@ class Client:
             url = await self._choose(leader or write, tried, remaining)
             tried.append(url)
             try:
-                response = await self._send(url, method, path, body, params, key, deadline - self._clock())
+                response = await self._attempt(url, method, path, body, params, key, deadline, leader or write,
+                                               session() if session is not None else None)
             except _ConnectFailed as exc:
                 uncertain = uncertain or (write and not self._connect_errors_definite)
                 last_error = Unavailable(f"cannot reach {url}: {exc}")
@@ -166,10 +228,14 @@ class Client:
                 await self._pause(attempt, deadline)
                 continue
             self.pool.mark_up(url)
-            self._learn(response.headers)
+            self._learn(url, response.headers)
             if response.status < 400:
                 return response
             error = self._error_of(response)
+            if isinstance(error, Overloaded):  # the node is busy, not wrong: keep what we know, back off
+                last_error = error
+                await self._pause(attempt, deadline)
+                continue
             if isinstance(error, (NotLeader, Unavailable)):
                 hint = response.body.get("error", {}).get("leader_url") if isinstance(response.body, dict) else None
                 self._leader = normalize_url(hint) if hint else None
@@ -184,6 +250,10 @@ class Client:
                 self._leader = None  # a leader that cannot commit may be cut off: rediscover
                 await self._pause(attempt, deadline)
                 continue
+            if isinstance(error, SessionExpired) and uncertain:
+                # An earlier attempt may have applied under the expired session: a new session
+                # would apply it again. Say the outcome is unknown instead.
+                raise Indeterminate(f"the client session expired after an attempt whose outcome is unknown: {error.message}")
             raise error
         if uncertain and last_error.definite:
             raise Indeterminate(f"deadline of {budget:.2f}s passed; an earlier attempt may have applied: {last_error.message}")
@@ -224,11 +294,14 @@ class Client:
             return False
 
     async def _send(
-        self, url: str, method: str, path: str, body: Any, params: Mapping[str, str] | None, key: str | None, remaining: float
+        self, url: str, method: str, path: str, body: Any, params: Mapping[str, str] | None, key: str | None,
+        remaining: float, session: str | None = None,
     ) -> Response:
         headers = {"X-Request-Timeout": f"{min(60.0, max(0.05, remaining - _SERVER_SLACK)):.3f}"}
         if key is not None:
             headers["Idempotency-Key"] = key
+        if session is not None:
+            headers["X-Raft-Session"] = session
         if self._token is not None:
             headers["Authorization"] = f"Bearer {self._token}"
         data = None
@@ -251,7 +324,70 @@ class Client:
         except (asyncio.TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise _Lost(type(exc).__name__) from None
 
-    def _learn(self, headers: Mapping[str, str]) -> None:
+    async def _attempt(self, url: str, method: str, path: str, body: Any, params: Mapping[str, str] | None,
+                       key: str | None, deadline: float, to_leader: bool, session: str | None = None) -> Response:
+        """Send one attempt; after ``attempt_timeout`` without an answer, check that it is worth waiting for.
+
+        A request stuck on a deposed or cut-off leader would otherwise wait out the whole deadline
+        (the deposed leader holds it until then). A slow answer is not abandoned just for being slow
+        (a lock acquire or a watch long-polls on purpose): only when the node stops answering
+        ``/livez``, or, for a request meant for the leader, when another node names a different
+        leader at a newer term than the one this node last answered with. Checks repeat four
+        times as often after the first, so the retry follows an election closely.
+        """
+        send = asyncio.ensure_future(self._send(url, method, path, body, params, key, deadline - self._clock(), session))
+        if self.attempt_timeout is None:
+            return await send
+        interval = self.attempt_timeout
+        try:
+            while True:
+                wait = min(interval, max(0.0, deadline - self._clock()))
+                interval = self.attempt_timeout / 4
+                done, _ = await asyncio.wait({send}, timeout=wait)
+                if done or self._clock() >= deadline:
+                    return await send
+                reason = await self._not_worth_waiting(url, to_leader)
+                if reason is not None:
+                    raise _Lost(f"abandoned after {self.attempt_timeout:g}s without an answer: {reason}")
+        finally:
+            if not send.done():
+                send.cancel()
+                await asyncio.gather(send, return_exceptions=True)
+
+    async def _not_worth_waiting(self, url: str, to_leader: bool) -> str | None:
+        """Return why the attempt at ``url`` should be given up, or None to keep waiting."""
+        probe = min(_PROBE_TIMEOUT, self.attempt_timeout or _PROBE_TIMEOUT)
+        if not await self._probe(url, probe):
+            return f"{url} does not answer /livez"
+        if not to_leader:
+            return None
+        others = [e.url for e in self.pool.endpoints if e.url != url][:2]
+        views = await asyncio.gather(*(self._view(other, probe) for other in others))
+        for other, view in zip(others, views):
+            if view is None:
+                continue
+            leader_url, term = view
+            if leader_url and normalize_url(leader_url) != url and term > self._terms.get(url, -1):
+                self._leader = normalize_url(leader_url)
+                self.pool.add(self._leader)
+                return f"{other} sees {self._leader} as leader at term {term}"
+        return None
+
+    async def _view(self, url: str, timeout: float) -> tuple[str | None, int] | None:
+        """Return (leader URL, term) as ``url`` sees them, or None if it does not say in time."""
+        try:
+            async with self._get_session().get(url + "/v1/status", timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+                status = await resp.json() if resp.status == 200 else None
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError):
+            return None
+        if not isinstance(status, dict) or not isinstance(status.get("term"), int):
+            return None
+        return status.get("leader_url"), status["term"]
+
+    def _learn(self, url: str, headers: Mapping[str, str]) -> None:
+        term = headers.get("X-Raft-Term", "")
+        if term.isdigit():
+            self._terms[url] = int(term)
         leader_url = headers.get("X-Raft-Leader-Url")
         if leader_url:
             self._leader = normalize_url(leader_url)
