@@ -49,7 +49,6 @@ STATUS_SCHEMA = obj(
         "log_size": {"type": "integer"},
         "healthy": {"type": "boolean", "description": "false: this node cannot persist; it neither votes nor appends"},
         "problem": {"type": "string", "nullable": True, "description": "why the node is not healthy"},
-        "member": {"type": "boolean", "description": "false once this node's removal is in its log"},
         "apps": {"type": "array", "items": {"type": "string"}},
         "peers": {"type": "array", "items": _PEER_SCHEMA},
         "state_digest": {"type": "string", "description": "with ?digest=true: a hash of every machine's state at digest_index"},
@@ -74,7 +73,6 @@ def status_body(call: Call) -> dict[str, Any]:
         "log_size": status.log_size,
         "healthy": status.healthy,
         "problem": status.problem,
-        "member": status.member,
         "apps": [app.name for app in server.apps],
         "peers": [
             {
@@ -98,8 +96,6 @@ async def _status(call: Call) -> Any:
 
 async def _readyz(call: Call) -> Any:
     status = call.node.status()
-    if not status.member:
-        raise Unavailable(f"{status.id} was removed from the cluster")
     if not status.healthy:
         raise Unavailable(f"{status.id} cannot take part: {status.problem}")
     if status.leader is None:
