@@ -57,6 +57,10 @@ class ServerConfig:
     default_timeout: float = 5.0
     max_timeout: float = 60.0
     limits: Limits = field(default_factory=Limits)
+    # "engine": a follower proposes and reads itself, its engine forwards to the leader over the
+    # peer link (one hop, no second HTTP request). "http": it relays the HTTP request to the
+    # leader's HTTP endpoint (the older path; leader-only routes always take it).
+    forward: str = "engine"
 
 
 def _json_response(body: Any, status: int = 200) -> web.Response:
@@ -139,13 +143,29 @@ class Server:
     async def _answer(self, request: web.Request, route: Route) -> web.StreamResponse:
         call = await build_call(request, self, route)
         if route.on_leader is not None and route.on_leader(call):
-            result = await self._run_on_leader(call)
+            if route.leader_only or self.config.forward == "http":
+                result = await self._run_on_leader(call)
+            else:
+                result = await self._run_here(call)
         else:
             result = await route.handler(call)
         response = result if isinstance(result, web.StreamResponse) else _json_response(result, route.success_status)
         if call.read_index is not None:
             response["read_index"] = call.read_index
         return response
+
+    async def _run_here(self, call: Call) -> Any:
+        """Run a leader-bound request on this node: its engine takes it to the leader.
+
+        Waits briefly for a leader to be known (during an election), as the HTTP relay does;
+        after that the node's own outcome rules apply (a write that may have applied is unknown).
+        """
+        wait_until = time.monotonic() + min(_LEADER_WAIT_SECONDS, call.remaining() / 2)
+        while self.node.status().leader is None and time.monotonic() < wait_until:
+            await asyncio.sleep(0.05)
+        if self.node.status().leader is None:
+            raise Unavailable(f"{self.node.id} knows no leader at term {self.node.status().term}")
+        return await call.route.handler(call)
 
     async def _run_on_leader(self, call: Call) -> Any:
         route = call.route

@@ -57,8 +57,11 @@ class Route:
     mutating: bool = False  # needs the bearer token (when one is set); accepts Idempotency-Key
     membership: bool = False  # changes who is a member: never anonymous on a server beyond loopback
     bounded: bool = True  # counts toward the in-flight and connection caps (liveness and metrics do not)
-    # Whether this request must run on the leader (followers forward it); None: run here.
+    # Whether this request needs the leader (writes, linearizable reads); None: run here. A
+    # follower runs it itself and its engine takes it to the leader over the peer link, unless the
+    # route is leader_only (membership, leadership) or the server forwards over HTTP.
     on_leader: Callable[["Call"], bool] | None = None
+    leader_only: bool = False
     # When the leader's HTTP address is unknown, a read may still run here (through the log).
     local_fallback: bool = False
     errors: tuple[int, ...] = (400,)

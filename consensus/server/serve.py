@@ -51,6 +51,7 @@ class ServeSettings:
     exit_with_parent: bool = False
     limits: Limits = field(default_factory=Limits)
     fsync: str = "always"
+    forward: str = "engine"
 
 
 def parse_address(text: str, what: str) -> tuple[str, int]:
@@ -146,6 +147,7 @@ def settings_from_args(args: argparse.Namespace) -> ServeSettings:
         exit_with_parent=args.exit_with_parent,
         limits=_limits(args),
         fsync=args.fsync,
+        forward=args.forward,
     )
 
 
@@ -197,7 +199,8 @@ async def serve(settings: ServeSettings) -> int:
     except (EngineStartError, OSError) as exc:
         raise CommandError(str(exc).splitlines()[0]) from None
     server = Server(node, ServerConfig(http_url=settings.http_url, peer_http=settings.peer_http, token=settings.token,
-                                       public=not _host_is_loopback(settings.http_host), limits=settings.limits), specs)
+                                       public=not _host_is_loopback(settings.http_host), limits=settings.limits,
+                                       forward=settings.forward), specs)
     runner: web.AppRunner | None = None
     try:
         try:
@@ -252,6 +255,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--advertise-http", metavar="URL", help="this node's HTTP URL as others reach it (default http://HTTP)")
     p.add_argument("--data-dir", required=True, metavar="DIR", help="journal and snapshots live here")
     p.add_argument("--apps", default="counter", metavar="A,B", help=f"apps to serve (default counter; available: {', '.join(available_apps())})")
+    p.add_argument("--forward", choices=["engine", "http"], default="engine",
+                   help="how a follower takes writes and linearizable reads to the leader: engine (default: "
+                        "over the Raft peer link) or http (relay the HTTP request)")
     p.add_argument("--fsync", choices=["always", "never"], default="always",
                    help="always (default): every entry and vote reaches the disk before it is acknowledged; "
                         "never: survive process crashes only (tests)")

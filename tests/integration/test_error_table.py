@@ -53,7 +53,7 @@ ROWS = [
 
 
 async def test_every_error_path_is_labelled_right(tmp_path):
-    async with ServedCluster(2, tmp_path, extra_apps=[BOOM], token=TOKEN) as served:
+    async with ServedCluster(2, tmp_path, extra_apps=[BOOM], token=TOKEN, forward="http") as served:
         leader = await served.leader_index()
         wrong = []
         for name, method, path, headers, body, status, code, definite in ROWS:

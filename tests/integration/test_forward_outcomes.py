@@ -71,7 +71,7 @@ class DyingRelay:
 async def test_a_forwarded_write_whose_leader_dies_after_applying_is_indeterminate(tmp_path, method, path, body):
     relay = await DyingRelay().start()
     try:
-        async with ServedCluster(2, tmp_path, peer_http=lambda j, url: relay.url) as served:
+        async with ServedCluster(2, tmp_path, peer_http=lambda j, url: relay.url, forward="http") as served:
             leader = await served.leader_index()
             follower = 1 - leader
             relay.target = served.urls[leader]
@@ -88,3 +88,18 @@ async def test_a_forwarded_write_whose_leader_dies_after_applying_is_indetermina
             assert answer == {"name": "x", "value": 7}  # it did apply
     finally:
         await relay.stop()
+
+
+async def test_a_follower_takes_writes_and_reads_to_the_leader_over_the_peer_link(tmp_path):
+    # No HTTP path to the leader exists (its URL is a closed port): the follower's engine forwards.
+    async with ServedCluster(2, tmp_path, peer_http=lambda j, url: "http://127.0.0.1:1") as served:
+        leader = await served.leader_index()
+        follower = 1 - leader
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{served.urls[follower]}/v1/counters/via/incr", json={"by": 3}) as answer:
+                assert answer.status == 200 and (await answer.json())["value"] == 3
+                assert answer.headers["X-Raft-Node"] == served.cluster.addresses[follower]
+            async with http.get(f"{served.urls[follower]}/v1/counters/via") as answer:
+                assert (await answer.json())["value"] == 3  # linearizable, through a barrier on the leader
+            async with http.get(f"{served.urls[leader]}/v1/counters/via") as answer:
+                assert (await answer.json())["value"] == 3

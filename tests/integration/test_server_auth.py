@@ -36,7 +36,9 @@ def test_a_follower_checks_and_forwards_the_token(cluster):
     assert denied.status_code == 401 and denied.json()["error"]["code"] == "unauthorized"
     ok = requests.post(url, json={"by": 1}, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
     assert ok.status_code == 200 and ok.json() == {"name": "t", "value": 1}
-    assert ok.headers["X-Raft-Node"] == cluster.nodes[cluster.leader_index()]["raft"]  # the leader applied it
+    # The follower proposed it itself; its engine took it to the leader over the peer link.
+    assert ok.headers["X-Raft-Node"] == cluster.nodes[follower]["raft"]
+    assert requests.get(cluster.url(cluster.leader_index()) + "/v1/counters/t", timeout=10).json()["value"] == 1
 
 
 def test_leader_transfer_from_the_cli(cluster):

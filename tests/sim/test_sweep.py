@@ -40,6 +40,7 @@ def test_quick_sweep_is_safe_and_live():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_long_sweep_is_safe_and_live():
     _assert_all_safe_and_live(_sweep(LONG_SEEDS))
 
