@@ -7,7 +7,8 @@ concurrencies, and failover time (kill -9 of the leader to the first successful 
     python -m consensus.bench_http --duration 10 --json
 
 ``run_bench(...)`` returns a ``BenchReport``; ``format_report`` prints it (for ``consensus bench``).
-Every node is a real ``consensus serve`` process on 127.0.0.1, started and stopped (by PID) here.
+Every node is a real ``consensus serve`` process on 127.0.0.1, run by
+:class:`consensus.testing.local.LocalCluster` (started and stopped by PID).
 """
 
 from __future__ import annotations
@@ -15,20 +16,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import random
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
 from consensus.client import Client
-from consensus.server.local_cluster import ChildNode, child_env, die_with_parent, plan, port_in_use
+from consensus.testing.local import LocalCluster, plan_nodes, start_with_retries
 
 
 @dataclass
@@ -91,94 +87,19 @@ async def measure_load(endpoints: Sequence[str], concurrency: int, duration: flo
                       round(_percentile(latencies, 0.50) * 1000, 2), round(_percentile(latencies, 0.99) * 1000, 2), errors)
 
 
-class BenchCluster:
-    """N ``consensus serve`` children on free loopback ports; kill and restart by PID."""
-
-    def __init__(self, nodes: int, data_dir: str) -> None:
-        base = _free_base(nodes * 2)
-        args = argparse.Namespace(nodes=nodes, base_port=base, http_base_port=base + nodes, apps="counter",
-                                  log_level="warning", token_file=None)
-        self.nodes: list[ChildNode] = plan(args, data_dir)
-        self.procs: dict[int, subprocess.Popen[bytes]] = {}
-
-    def start_node(self, i: int) -> None:
-        node = self.nodes[i]
-        with open(node.log, "ab") as log:
-            self.procs[i] = subprocess.Popen(node.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                             env=child_env(), preexec_fn=die_with_parent)
-
-    def start(self) -> None:
-        for i in range(len(self.nodes)):
-            self.start_node(i)
-        self.wait_ready(range(len(self.nodes)))
-
-    def status(self, i: int) -> dict[str, Any] | None:
-        try:
-            with urllib.request.urlopen(self.nodes[i].http + "/v1/status", timeout=1) as response:  # noqa: S310
-                return json.loads(response.read())  # type: ignore[no-any-return]
-        except (OSError, ValueError):
-            return None
-
-    def wait_ready(self, indexes: Sequence[int], timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        for i in indexes:
-            while True:
-                status = self.status(i)
-                if status and status["leader"] and status["last_applied"] >= status["commit_index"]:
-                    break
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"node {self.nodes[i].name} not ready; see {self.nodes[i].log}")
-                time.sleep(0.05)
-
-    def leader(self, timeout: float = 30.0) -> int:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for i in self.procs:
-                status = self.status(i)
-                if status and status["role"] == "leader":
-                    return i
-            time.sleep(0.05)
-        raise RuntimeError("no leader")
-
-    def kill(self, i: int) -> None:
-        proc = self.procs[i]
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-    def stop(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                os.kill(proc.pid, signal.SIGTERM)
-        for proc in self.procs.values():
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
-
-
-def _free_base(count: int) -> int:
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(20000, 40000 - count)
-        if not any(port_in_use(p) for p in range(base, base + count)):
-            return base
-    raise RuntimeError("no free port range")
-
-
-async def measure_failover(cluster: BenchCluster, runs: int) -> list[float]:
+async def measure_failover(cluster: LocalCluster, runs: int) -> list[float]:
     """Kill -9 the leader ``runs`` times; time each kill to the first successful write."""
     samples = []
-    async with Client([n.http for n in cluster.nodes], timeout=30) as client:
+    async with Client(cluster.endpoints, timeout=30) as client:
         await client.request("POST", "/v1/counters/failover/incr", body={"by": 1}, write=True)
         for _ in range(runs):
-            victim = cluster.leader()
-            cluster.kill(victim)
+            victim = await cluster.wait_for_leader(30)
+            await cluster.kill(victim)
             started = time.monotonic()
             await client.request("POST", "/v1/counters/failover/incr", body={"by": 1}, write=True)
             samples.append(round(time.monotonic() - started, 3))
-            cluster.start_node(victim)
-            cluster.wait_ready(range(len(cluster.nodes)))
+            await cluster.restart(victim)
+            await cluster.wait_caught_up(timeout=60)
     return samples
 
 
@@ -191,16 +112,13 @@ async def run_bench(
 ) -> BenchReport:
     """Start a local cluster, measure load at each concurrency and failover, stop the cluster."""
     report = BenchReport(nodes, duration)
-    cluster = BenchCluster(nodes, data_dir or tempfile.mkdtemp(prefix="raftwork-bench-"))
-    try:
-        cluster.start()
-        endpoints = [n.http for n in cluster.nodes]
+    root = data_dir or tempfile.mkdtemp(prefix="raftwork-bench-")
+    async with await start_with_retries(lambda: plan_nodes(nodes, root, apps=("counter",), log_level="warning")) as cluster:
+        await cluster.wait_caught_up(timeout=60)
         for concurrency in concurrencies:
-            report.load.append(await measure_load(endpoints, concurrency, duration))
+            report.load.append(await measure_load(cluster.endpoints, concurrency, duration))
         if failover_runs:
             report.failover_s = await measure_failover(cluster, failover_runs)
-    finally:
-        cluster.stop()
     return report
 
 

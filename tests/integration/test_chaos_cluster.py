@@ -41,7 +41,7 @@ async def test_start_and_stop_leave_no_process_and_no_proxy(tmp_path):
                 assert link.proxy == f"t1-{link.dialer}->{link.target}"
                 assert c.node(link.dialer).raft > c.node(link.target).raft
                 assert proxies[link.proxy].upstream == c.node(link.target).raft
-                assert f"{link.upstream}={link.listen}" in " ".join(c._procs[link.dialer].argv)
+                assert f"{link.upstream}={link.listen}" in " ".join(c.local.procs[link.dialer].argv)
             assert await incr(c) == 1
             assert c.faults == {"cut": [], "one_way": [], "slow": [], "paused": [], "killed": []}
         finally:
