@@ -1,4 +1,5 @@
-"""``ChaosCluster``: N ``consensus serve`` processes whose peer links run through Toxiproxy."""
+"""``ChaosCluster``: N ``consensus serve`` processes whose links (Raft, and HTTP forwarding) run
+through Toxiproxy, so a partition cuts a node off completely."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import random
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
-from chaos.cluster._links import DROP_TOXIC, LATENCY_TOXIC, Link, ProxyAPI
+from chaos.cluster._links import DROP_TOXIC, LATENCY_TOXIC, HttpLink, Link, ProxyAPI
 from chaos.cluster._topology import Pair, grudge_links, groups_grudge
 from consensus.testing.local import ClusterError, LocalCluster, NodeInfo, PortTaken, plan_nodes, replace_views
 from consensus.testing.procs import HOST, pick_ports
@@ -21,7 +22,7 @@ _START_ATTEMPTS = 3
 
 
 class ChaosCluster:
-    """Run ``n`` nodes as local processes, each peer link through its own Toxiproxy proxy.
+    """Run ``n`` nodes as local processes, each link between two nodes through its own Toxiproxy proxy.
 
     ::
 
@@ -31,12 +32,13 @@ class ChaosCluster:
             ...
             await c.heal()
 
-    Clients talk to nodes' HTTP ports directly; only Raft traffic crosses Toxiproxy. Every
-    process is started and stopped by PID; :meth:`stop` heals and stops everything, and is
-    idempotent. With ``toxiproxy_url=None`` an embedded Toxiproxy (a
+    Clients talk to nodes' HTTP ports directly; Raft traffic (one proxy per pair, ``n3->n1``) and
+    follower-to-leader HTTP forwarding (one proxy per ordered pair, ``http-n1->n3``) cross
+    Toxiproxy. Every process is started and stopped by PID; :meth:`stop` heals and stops
+    everything, and is idempotent. With ``toxiproxy_url=None`` an embedded Toxiproxy (a
     :class:`chaos.toxiproxy.BackgroundServer` in a thread) is started and stopped with the
-    cluster; otherwise the proxies are created on that server (named ``proxy_prefix + "n3->n1"``)
-    and deleted at stop.
+    cluster; otherwise the proxies are created on that server (names prefixed by
+    ``proxy_prefix``) and deleted at stop.
     """
 
     def __init__(self, n: int = 3, apps: Sequence[str] = ("counter",), data_dir: Path | str = "chaos-cluster",
@@ -56,6 +58,7 @@ class ChaosCluster:
         self._http: dict[str, str] = {}
         self.local: LocalCluster | None = None  # the node processes, once launched
         self._links: dict[Pair, Link] = {}
+        self._http_links: dict[tuple[str, str], HttpLink] = {}  # (sender, target)
         self._embedded: Any = None  # BackgroundServer when we run Toxiproxy ourselves
         self._api: ProxyAPI | None = None
         self._cut: set[Pair] = set()
@@ -81,6 +84,11 @@ class ChaosCluster:
     @property
     def links(self) -> list[Link]:
         return sorted(self._links.values(), key=lambda link: link.proxy)
+
+    @property
+    def http_links(self) -> list[HttpLink]:
+        """The forwarding links, one per ordered pair of nodes."""
+        return sorted(self._http_links.values(), key=lambda link: link.proxy)
 
     @property
     def faults(self) -> dict[str, Any]:
@@ -171,14 +179,17 @@ class ChaosCluster:
     async def _launch(self) -> None:
         """Pick ports, create the proxies, start the nodes (a LocalCluster) and wait until each serves HTTP."""
         pair_count = self.n * (self.n - 1) // 2
-        ports = pick_ports(2 * self.n + pair_count, self._rng)
+        ports = pick_ports(2 * self.n + 3 * pair_count, self._rng)
         specs = plan_nodes(self.n, self.data_dir, apps=self.apps, raft_ports=ports[:self.n],
                            http_ports=ports[self.n:2 * self.n], token_file=self._write_token())
         for spec in specs:
             self._raft[spec.name], self._http[spec.name] = spec.raft, spec.url
-        self._links = await self._create_links(iter(ports[2 * self.n:]))
+        proxy_ports = iter(ports[2 * self.n:])
+        self._links = await self._create_links(proxy_ports)
+        self._http_links = await self._create_http_links(proxy_ports)
         specs = [replace_views(spec, dial_routes={link.upstream: link.listen for link in self._links.values()
-                                                  if link.dialer == spec.name})
+                                                  if link.dialer == spec.name},
+                               peers=self._view_of(spec.name))
                  for spec in specs]
         self.local = LocalCluster(specs)
         await self.local.start()  # stops its children itself if a node fails to come up
@@ -200,6 +211,36 @@ class ChaosCluster:
                 raise
             links[frozenset((a, b))] = Link(dialer, target, proxy, listen, self._raft[target])
         return links
+
+    async def _create_http_links(self, proxy_ports: Iterator[int]) -> dict[tuple[str, str], HttpLink]:
+        """Create one forwarding proxy per ordered pair: ``sender`` reaches ``target``'s HTTP through it."""
+        assert self._api is not None
+        links = {}
+        for sender, target in itertools.permutations(self.names, 2):
+            proxy = f"{self.proxy_prefix}http-{sender}->{target}"
+            upstream = self._http[target].removeprefix("http://")
+            try:
+                listen = await self._api.create(proxy, f"{HOST}:{next(proxy_ports)}", upstream)
+            except Exception as exc:
+                if "address already in use" in str(exc):
+                    raise PortTaken(f"proxy {proxy}: {exc}") from None
+                raise
+            links[(sender, target)] = HttpLink(sender, target, proxy, listen, upstream)
+        return links
+
+    def _view_of(self, name: str) -> dict[str, str]:
+        """Return node ``name``'s forwarding view: every member's Raft address -> the URL it uses."""
+        return {self._raft[other]: self._http[other] if other == name else self._http_links[(name, other)].url
+                for other in self.names}
+
+    def _pair_proxies(self, pair: Pair) -> list[str]:
+        """Every proxy between the two nodes of ``pair``: the Raft link and both forwarding links."""
+        a, b = sorted(pair)
+        return [self._links[pair].proxy, self._http_links[(a, b)].proxy, self._http_links[(b, a)].proxy]
+
+    def _streams(self, pair: Pair) -> list[tuple[str, str]]:
+        """Every (proxy, stream) of ``pair``, both directions."""
+        return [(proxy, stream) for proxy in self._pair_proxies(pair) for stream in ("upstream", "downstream")]
 
     def _write_token(self) -> Path | None:
         if self.token is None:
@@ -227,15 +268,18 @@ class ChaosCluster:
                 await self.local.stop()
             if self._api is not None:
                 if self._embedded is None:
-                    for link in self._links.values():
+                    for proxy in self._proxy_names():
                         try:
-                            await self._api.destroy(link.proxy)
+                            await self._api.destroy(proxy)
                         except Exception as exc:
-                            log.warning("chaos cluster: could not delete proxy %s: %s", link.proxy, exc)
+                            log.warning("chaos cluster: could not delete proxy %s: %s", proxy, exc)
                 self._api.close()
             if self._embedded is not None:
                 await asyncio.to_thread(self._embedded.stop)
                 self._embedded = None
+
+    def _proxy_names(self) -> list[str]:
+        return sorted([link.proxy for link in self._links.values()] + [link.proxy for link in self._http_links.values()])
 
     def _nodes(self) -> LocalCluster:
         if self.local is None:
@@ -328,8 +372,8 @@ class ChaosCluster:
             await self._set_drop(sender, receiver, True)
 
     async def cut(self, a: str, b: str) -> None:
-        """Cut the link between ``a`` and ``b`` (both directions): its proxy closes its
-        connections and refuses new ones."""
+        """Cut the link between ``a`` and ``b`` (both directions): its Raft proxy and both forwarding
+        proxies close their connections and refuse new ones."""
         await self._set_cut(self.link(a, b).pair, True)
 
     async def uncut(self, a: str, b: str) -> None:
@@ -343,19 +387,18 @@ class ChaosCluster:
     async def one_way(self, sender: str, receiver: str) -> None:
         """Lose everything ``sender`` sends to ``receiver``; the other direction still flows.
 
-        This is a Toxiproxy ``timeout`` toxic with timeout 0 on the sender's stream of the link:
-        the connection stays open, bytes from ``sender`` are read and thrown away, bytes from
-        ``receiver`` pass. Removing it (uncut, heal) closes the link's connections, which then
+        This is a Toxiproxy ``timeout`` toxic with timeout 0 on the sender's stream of the Raft
+        link and of both forwarding links: the connections stay open, bytes from ``sender`` are
+        read and thrown away, bytes from ``receiver`` pass. Removing it (uncut, heal) closes the link's connections, which then
         reconnect: Raft sees one fresh connection, not a burst of old messages.
         """
         self.link(sender, receiver)
         await self._set_drop(sender, receiver, True)
 
     async def slow(self, latency_ms: int, jitter_ms: int = 0, nodes: Sequence[str] | None = None) -> None:
-        """Delay every link touching ``nodes`` (all links if None) by ``latency_ms`` +- ``jitter_ms``
-        in each direction, so a round trip over it takes at least twice ``latency_ms``.
-
-        Calling it again changes the delay of those links.
+        """Delay every link touching ``nodes`` (all links if None; Raft and forwarding) by
+        ``latency_ms`` +- ``jitter_ms`` in each direction, so a round trip over it takes at least
+        twice ``latency_ms``. Calling it again changes the delay of those links.
         """
         if latency_ms < 0 or jitter_ms < 0:
             raise ValueError("latency and jitter must not be negative")
@@ -363,11 +406,11 @@ class ChaosCluster:
         for name in chosen:
             self._check(name)
         assert self._api is not None
-        for pair, link in sorted(self._links.items(), key=lambda kv: kv[1].proxy):
+        for pair in sorted(self._links, key=sorted):
             if not pair & chosen:
                 continue
-            for stream in ("upstream", "downstream"):
-                await self._api.add_toxic(link.proxy, f"{LATENCY_TOXIC}-{stream}", "latency", stream,
+            for proxy, stream in self._streams(pair):
+                await self._api.add_toxic(proxy, f"{LATENCY_TOXIC}-{stream}", "latency", stream,
                                           {"latency": latency_ms, "jitter": jitter_ms})
             self._slow[pair] = (latency_ms, jitter_ms)
 
@@ -376,9 +419,8 @@ class ChaosCluster:
         chosen = set(self.names if nodes is None else nodes)
         assert self._api is not None
         for pair in [p for p in self._slow if p & chosen]:
-            link = self._links[pair]
-            for stream in ("upstream", "downstream"):
-                await self._api.remove_toxic(link.proxy, f"{LATENCY_TOXIC}-{stream}")
+            for proxy, stream in self._streams(pair):
+                await self._api.remove_toxic(proxy, f"{LATENCY_TOXIC}-{stream}")
             del self._slow[pair]
 
     async def link_state(self, a: str, b: str) -> dict[str, Any]:
@@ -390,11 +432,26 @@ class ChaosCluster:
             raise ClusterError(f"proxy {link.proxy} is missing from Toxiproxy at {self._api.url}")
         return state
 
+    def http_links_of(self, a: str, b: str) -> tuple[HttpLink, HttpLink]:
+        """Return the forwarding links ``a -> b`` and ``b -> a``."""
+        self.link(a, b)
+        return self._http_links[(a, b)], self._http_links[(b, a)]
+
+    async def http_link_state(self, sender: str, target: str) -> dict[str, Any]:
+        """Return the forwarding proxy ``sender -> target`` as Toxiproxy sees it."""
+        assert self._api is not None
+        self.link(sender, target)
+        link = self._http_links[(sender, target)]
+        state = await self._api.state(link.proxy)
+        if state is None:
+            raise ClusterError(f"proxy {link.proxy} is missing from Toxiproxy at {self._api.url}")
+        return state
+
     async def heal_network(self) -> None:
         """Restore every link: remove every toxic (latency too) and re-enable every proxy."""
         assert self._api is not None
-        for link in self.links:
-            await self._api.heal(link.proxy)
+        for proxy in self._proxy_names():
+            await self._api.heal(proxy)
         self._cut.clear()
         self._one_way.clear()
         self._slow.clear()
@@ -407,20 +464,27 @@ class ChaosCluster:
 
     async def _set_cut(self, pair: Pair, cut: bool) -> None:
         assert self._api is not None
-        await self._api.set_enabled(self._links[pair].proxy, not cut)
+        for proxy in self._pair_proxies(pair):
+            await self._api.set_enabled(proxy, not cut)
         if cut:
             self._cut.add(pair)
         else:
             self._cut.discard(pair)
 
     async def _set_drop(self, sender: str, receiver: str, drop: bool) -> None:
+        """Lose (or stop losing) what ``sender`` sends ``receiver``: its Raft messages, its forwarded
+        requests to ``receiver``, and its answers to requests ``receiver`` forwards to it."""
         assert self._api is not None
         link = self.link(sender, receiver)
-        stream = link.stream_from(sender)
-        name = f"{DROP_TOXIC}-{stream}"
+        streams = [(link.proxy, link.stream_from(sender)), (self._http_links[(sender, receiver)].proxy, "upstream"),
+                   (self._http_links[(receiver, sender)].proxy, "downstream")]
+        for proxy, stream in streams:
+            name = f"{DROP_TOXIC}-{stream}"
+            if drop:
+                await self._api.add_toxic(proxy, name, "timeout", stream, {"timeout": 0})
+            else:
+                await self._api.remove_toxic(proxy, name)
         if drop:
-            await self._api.add_toxic(link.proxy, name, "timeout", stream, {"timeout": 0})
             self._one_way.add((sender, receiver))
         else:
-            await self._api.remove_toxic(link.proxy, name)
             self._one_way.discard((sender, receiver))

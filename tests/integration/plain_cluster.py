@@ -10,6 +10,10 @@ from consensus.testing.local import LocalCluster, plan_nodes
 
 
 class PlainCluster(LocalCluster):
+    @property
+    def faults(self) -> dict[str, Any]:
+        return {"killed": self.killed, "paused": sorted(self.paused)}
+
     async def heal(self) -> None:
         for name in sorted(self.paused):
             await self.resume(name)

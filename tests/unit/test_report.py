@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from chaos.history import as_ops
 from chaos.report import nemesis_intervals, render_timeline, write_report
 from chaos.runner import Recorder
 
@@ -29,17 +30,20 @@ def _history():
 
 def test_nemesis_intervals_pair_start_and_stop():
     h = _history()
-    assert nemesis_intervals(h) == [(h[3]["time"], h[10]["time"], "partition")]
+    assert nemesis_intervals(h) == [(h[3].time, h[10].time, "partition")]
     open_ended = h[:5]
-    assert nemesis_intervals(open_ended) == [(h[3]["time"], h[4]["time"], "partition")]
-    named = [{"time": 1, "process": "nemesis", "type": "info", "f": "kill", "phase": "start",
+    assert nemesis_intervals(open_ended) == [(h[3].time, h[4].time, "partition")]
+    named = as_ops([{"time": 1, "process": "nemesis", "type": "info", "f": "kill", "phase": "start",
               "value": {"target": "leader", "nodes": ["n1"]}},
              {"time": 5, "process": 0, "type": "invoke", "f": "read"},
              {"time": 9, "process": "nemesis", "type": "info", "f": "restart", "phase": "stop", "value": {"nodes": ["n1"]}},
              {"time": 11, "process": "nemesis", "type": "info", "f": "start-partition", "phase": "start",
               "value": {"grudge": "random_halves", "cut": [["n1", "n2"]]}},
-             {"time": 12, "process": "nemesis", "type": "info", "f": "heal", "value": None}]
+             {"time": 12, "process": "nemesis", "type": "info", "f": "heal", "value": None}])
     assert nemesis_intervals(named) == [(1, 9, "kill leader n1"), (11, 12, "partition random_halves")]
+    failed = as_ops([{"time": 1, "process": "nemesis", "type": "info", "f": "start", "phase": "start", "error": "gone"},
+                     {"time": 3, "process": "nemesis", "type": "info", "f": "stop", "phase": "stop"}])
+    assert nemesis_intervals(failed) == []  # a start that failed injected nothing
 
 
 def test_write_report_draws_pngs(tmp_path):
