@@ -220,19 +220,21 @@ def run_all(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | N
     except ConfigError as exc:
         print(f"chaos test-all: error: {exc}", file=err)
         return 2
-    print(_table(rows), file=out)
+    print(_table(rows, args.time_limit), file=out)
     return worst_exit([r[1] for r in rows])
 
 
-def _table(rows: list[tuple[str, int, RunResults | None, Path | None]]) -> str:
-    header = ["TEST", "VERDICT", "OPS", "OK", "FAIL", "INFO", "RUN"]
+def _table(rows: list[tuple[str, int, RunResults | None, Path | None]], time_limit: float) -> str:
+    header = ["TEST", "VERDICT", "OPS", "OPS/S", "OK", "FAIL", "INFO", "INFO%", "RUN"]
     body = []
     for name, code, results, run_dir in rows:
         counts = results.counts if results is not None else {}
         t = counts.get("by_type", {})
+        done = sum(t.values())
         verdict = "CRASHED" if code == EXIT_CRASHED or results is None else str(results.valid)
-        body.append([name, verdict, str(counts.get("invokes", "-")), str(t.get("ok", "-")),
-                     str(t.get("fail", "-")), str(t.get("info", "-")), str(run_dir or "-")])
+        body.append([name, verdict, str(counts.get("invokes", "-")), f"{done / time_limit:.1f}" if done else "-",
+                     str(t.get("ok", "-")), str(t.get("fail", "-")), str(t.get("info", "-")),
+                     f"{100 * t.get('info', 0) / done:.1f}" if done else "-", str(run_dir or "-")])
     widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header, *body])
 

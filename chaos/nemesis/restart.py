@@ -23,6 +23,7 @@ from chaos.cluster import FaultCluster
 from chaos.nemesis.packages import NemesisOp, restart_all
 
 FILLER = "nemesis-filler"
+TRANSFER_ATTEMPTS = 3
 
 
 class RestartFollowerNemesis:
@@ -52,19 +53,33 @@ class RestartFollowerNemesis:
             counters = CounterClient(client)
             filled = await self._fill(counters, self.entries, time.monotonic() + self.fill_timeout)
             target = rng.choice(sorted(n for n in live if n not in (leader, follower)))
-            moved = await client.transfer_leader(to=cluster.node(target).raft, timeout=10.0)
+            moved, failure = await self._transfer(client, cluster.node(target).raft)
             background = asyncio.create_task(self._fill(counters, 10**9, float("inf")))
             try:
-                await cluster.restart(follower)
+                await cluster.restart(follower)  # also when the transfer failed: never leave it down
                 self.stopped.remove(follower)
                 await asyncio.sleep(self.write_after_restart)
             finally:
                 background.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await background
+        if failure is not None:  # the follower was restarted, but leadership did not move: say so
+            raise failure
         return NemesisOp("restart-follower", {"nodes": [follower], "follower": follower, "leader": leader,
                                               "transfer_to": target, "new_leader": _name_of(cluster, moved),
                                               "entries": filled})
+
+    async def _transfer(self, client: Any, to: str) -> tuple[Any, Exception | None]:
+        """Move leadership to ``to``, trying up to ``TRANSFER_ATTEMPTS`` times (a transfer can be
+        refused while another is under way); return the answer, or the last error."""
+        error: Exception | None = None
+        for attempt in range(TRANSFER_ATTEMPTS):
+            try:
+                return await client.transfer_leader(to=to, timeout=10.0), None
+            except Exception as exc:  # noqa: BLE001 - retried, then reported by the caller
+                error = exc
+                await asyncio.sleep(0.5 * (attempt + 1))
+        return None, error
 
     async def _fill(self, counters: CounterClient, entries: int, deadline: float) -> int:
         """Commit up to ``entries`` increments before ``deadline``; return how many were acknowledged."""

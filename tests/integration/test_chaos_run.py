@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -152,3 +154,32 @@ def test_test_all_matrix(tmp_path):
     header = next(i for i, line in enumerate(table) if line.startswith("TEST"))
     rows = table[header + 1:]
     assert len(rows) == 8 and all(" VALID " in row for row in rows)
+
+
+def test_leave_db_running_keeps_the_healed_cluster_until_ctrl_c(tmp_path):
+    store = tmp_path / "store"
+    err = tmp_path / "stderr"
+    with open(err, "w") as sink:
+        proc = subprocess.Popen([sys.executable, "-m", "chaos", "test", "--workload", "counter", "--time-limit", "2",
+                                 "--recovery", "0.5", "--leave-db-running", "--store", str(store)], cwd=ROOT,
+                                stdout=subprocess.PIPE, stderr=sink, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while "cluster left running" not in err.read_text() or err.read_text().count(" http http://") < 3:
+            assert proc.poll() is None and time.monotonic() < deadline, err.read_text()
+            time.sleep(0.2)
+        urls = re.findall(r" http (http://\S+) ", err.read_text())
+        assert len(urls) == 3
+        for url in urls:  # the run is over, and the cluster still serves
+            with urllib.request.urlopen(url + "/v1/status", timeout=5) as response:
+                assert json.loads(response.read())["leader"]
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0 and "counter-none: VALID" in out, out + err.read_text()[-2000:]
+    run = (store / "latest").resolve()
+    assert json.loads((run / "results.json").read_text())["valid"] is True
+    no_process_left(run)

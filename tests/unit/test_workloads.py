@@ -150,3 +150,23 @@ def test_read_consistency_is_checked():
 def test_workloads_state_their_model_and_initial_value():
     assert RegisterWorkload().header() == {"workload": "register", "model": "kv", "init": 0}
     assert CounterWorkload().header() == {"workload": "counter", "model": "counter", "init": 0}
+
+
+def test_test_count_repeats_with_successive_seeds_and_exits_with_the_worst(monkeypatch):
+    """``--test-count``'s loop (the runner itself is stood in for: each run's verdict is scripted)."""
+    from chaos import run_cli
+    from chaos.cli import build_parser
+    from chaos.runner import RunResults
+
+    seen = []
+
+    class Done:
+        def __init__(self, valid):
+            self.valid, self.run_dir = valid, None
+            self.results = RunResults("t", "counter", "none", None, {}, {})
+
+    verdicts = iter([Verdict.VALID, Verdict.INVALID, Verdict.UNKNOWN])
+    monkeypatch.setattr(run_cli, "run_test", lambda config, progress=None: seen.append(config.seed) or Done(next(verdicts)))
+    args = build_parser().parse_args(["test", "--workload", "counter", "--test-count", "3", "--seed", "40"])
+    assert run_cli.run_one(args) == 1  # invalid is worse than unknown
+    assert seen == [40, 41, 42]
