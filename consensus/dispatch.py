@@ -5,13 +5,21 @@ fails (bad shape, unknown machine, an exception inside the machine) becomes an e
 for its caller while every replica keeps applying. pysyncobj, left alone, retries an entry
 whose apply raised forever, wedging the whole cluster.
 
-An entry is msgpack ``[1, time_ns | None, term, [[machine, command, key | None], ...]]``:
-``time_ns`` is the leader's clock when it proposed the entry (None: no clock, time stands still), ``command`` the msgpack bytes of the command (encoded
-once, when it was validated), ``key`` an optional idempotency key.
+An entry is a stamped payload (``consensus.engine.payload``: a tag and an 8-byte time slot the
+leader fills with its clock when it appends the entry) around msgpack
+``[1, [[machine, command, key | None], ...]]``: ``command`` is the msgpack bytes of the command
+(encoded once, when it was validated), ``key`` an optional idempotency key. The entry's term
+comes from the log itself, not from the payload.
 
-Exactly-once: the outcome of every keyed command is kept in a replicated table; a command whose
-key is already there is not applied again and gets the first outcome. The table is part of the
-snapshot, holds at most ``capacity`` keys, and drops keys older than ``ttl_ns`` of leader time.
+An op may carry a client session ``[client id, seq, lowest unacknowledged]`` as a fourth
+element (``consensus.sessions``): then it applies once per (client, seq), its outcome is kept
+until the client acknowledges it, and a request of an unknown client is a definite
+``session_expired``. Without a session, the idempotency key alone makes it exactly-once within
+the idempotency window. Both tables, and every limit on them, are replicated state.
+
+System commands travel to the reserved machine ``SYSTEM`` (""): ``{"op": "register_client"}``
+(returns a client id), ``{"op": "close_client", "client_id": c}`` and
+``{"op": "set_limits", "limits": {...}}``.
 """
 
 from __future__ import annotations
@@ -20,17 +28,26 @@ import collections
 import hashlib
 import logging
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from consensus import codec
-from consensus.errors import Compacted, ConsensusError, InvalidRequest, Rejected
+from consensus.engine import payload
+from consensus.errors import (
+    Compacted,
+    ConsensusError,
+    Indeterminate,
+    InvalidRequest,
+    QuotaExceeded,
+    Rejected,
+    SessionExpired,
+)
 from consensus.machine import ApplyContext, StateMachine
+from consensus.sessions import SessionTable
 
 log = logging.getLogger("consensus.dispatch")
 
 ENTRY_VERSION = 1
-DEFAULT_DEDUP_CAPACITY = 100_000
-DEFAULT_DEDUP_TTL_NS = 600 * 10**9  # ten minutes of leader time
+SYSTEM = ""  # the reserved machine name of session and limit commands
 
 
 @dataclass(frozen=True)
@@ -64,15 +81,24 @@ def error_outcome(exc: Exception) -> Outcome:
     if isinstance(exc, InvalidRequest):
         detail = {"oldest_revision": exc.oldest_revision} if isinstance(exc, Compacted) else None
         return Outcome("invalid", exc.message, detail, code=exc.code)
-    if isinstance(exc, ConsensusError) and exc.definite:
+    if isinstance(exc, ConsensusError):  # its code says what the caller gets (definite or not)
         return Outcome("rejected", exc.message, code=exc.code)
     if code in ("invalid_request", "not_found"):
         return Outcome("invalid", f"{type(exc).__name__}: {exc}", code=code)
     return Outcome("rejected", f"{type(exc).__name__}: {exc}")
 
 
-def encode_entry(time_ns: int | None, term: int, ops: list[list[Any]]) -> bytes:
-    return codec.pack([ENTRY_VERSION, time_ns, term, ops])
+def encode_entry(time_ns: int, ops: list[list[Any]]) -> bytes:
+    """Build a log entry; the leader replaces ``time_ns`` with its own clock when it appends it."""
+    return payload.with_time(time_ns, codec.pack([ENTRY_VERSION, ops]))
+
+
+_SESSION_ERRORS = {
+    "expired": lambda c, s: SessionExpired(f"client session {c} expired or was evicted; open a new one"),
+    "mismatch": lambda c, s: InvalidRequest(f"request {s} of client {c} was used for a different request"),
+    "acknowledged": lambda c, s: Indeterminate(f"request {s} of client {c} was already answered and acknowledged"),
+    "full": lambda c, s: QuotaExceeded(f"client {c} has too many unacknowledged requests"),
+}
 
 
 def _digest(machine: str, command_bytes: bytes) -> bytes:
@@ -82,16 +108,9 @@ def _digest(machine: str, command_bytes: bytes) -> bytes:
 class Dispatcher:
     """Route committed commands to machines; keep time, sequence and the idempotency table."""
 
-    def __init__(
-        self,
-        machines: Mapping[str, StateMachine],
-        *,
-        dedup_capacity: int = DEFAULT_DEDUP_CAPACITY,
-        dedup_ttl_ns: int = DEFAULT_DEDUP_TTL_NS,
-    ) -> None:
+    def __init__(self, machines: Mapping[str, StateMachine]) -> None:
         self.machines = dict(machines)
-        self.dedup_capacity = dedup_capacity
-        self.dedup_ttl_ns = dedup_ttl_ns
+        self.sessions = SessionTable()
         self.time_ns = 0
         self.term = 0  # the term of the last entry applied
         self.seq = 0
@@ -102,22 +121,25 @@ class Dispatcher:
 
     # -- applying ----------------------------------------------------------------------------
 
-    def apply(self, payload: bytes, index: int) -> list[Outcome]:
-        """Apply one log entry; never raises."""
+    def apply(self, data: bytes, index: int, term: int = 0) -> list[Outcome]:
+        """Apply the log entry ``data`` at ``index`` (of ``term``); never raises."""
         self.last_index = index
         try:
-            version, time_ns, term, ops = codec.unpack(payload)
+            if not payload.is_stamped_payload(data):
+                raise ValueError("not a raftwork entry")
+            time_ns = payload.time_of(data)
+            version, ops = codec.unpack(payload.body_of(data))
             if version != ENTRY_VERSION or not isinstance(ops, list):
                 raise ValueError(f"unknown entry version {version!r}")
         except Exception as exc:  # an entry we cannot read must not stop the log
             log.error("skipping unreadable log entry %d: %s", index, exc)
             return []
-        term = term if isinstance(term, int) else 0
         advanced = term != self.term
-        if isinstance(time_ns, int) and time_ns > self.time_ns:
+        if time_ns > self.time_ns:
             self.time_ns = time_ns
             advanced = True
             self._expire()
+            self.sessions.expire(time_ns)
         self.term = max(self.term, term)
         if advanced:
             self._advance_time(index, term)
@@ -155,22 +177,54 @@ class Dispatcher:
 
     def _apply_op(self, op: Any, index: int, term: int) -> Outcome:
         try:
-            machine_name, command_bytes, key = op
+            machine_name, command_bytes, key = op[0], op[1], op[2]
+            session = op[3] if len(op) > 3 else None
             command = codec.unpack(command_bytes)
+            if session is not None:
+                client_id, seq, lowest = (int(v) for v in session)
         except Exception:
             return Outcome("invalid", "malformed command envelope")
-        digest = b""
+        digest = _digest(str(machine_name), command_bytes)
+        if session is not None:
+            decision, wire = self.sessions.lookup(client_id, seq, lowest, digest, self.time_ns)
+            if decision == "replay":
+                return Outcome.from_wire(wire, duplicate=True)
+            if decision != "apply":
+                return error_outcome(_SESSION_ERRORS[decision](client_id, seq))
+            if key is not None:
+                key = f"{client_id}/{key}"  # a client's keys are its own
         if key is not None:
-            digest = _digest(str(machine_name), command_bytes)
             seen = self.dedup.get(key)
             if seen is not None:
                 if seen[1] != digest:
                     return Outcome("invalid", f"idempotency key {key!r} was used for a different request")
                 return Outcome.from_wire(seen[2], duplicate=True)
-        outcome = self._run(machine_name, command, index, term)
+        if machine_name == SYSTEM:
+            outcome = self._run_system(command)
+        else:
+            outcome = self._run(machine_name, command, index, term)
+        wire = self._storable(outcome)
+        if session is not None:
+            self.sessions.record(client_id, seq, digest, wire)
         if key is not None:
-            self._remember(key, digest, outcome)
+            self._remember(key, digest, wire)
         return outcome
+
+    def _run_system(self, command: Any) -> Outcome:
+        op = command.get("op") if isinstance(command, dict) else None
+        if op == "register_client":
+            self.seq += 1
+            return Outcome("ok", self.sessions.register(self.seq, self.time_ns))
+        if op == "close_client":
+            return Outcome("ok", self.sessions.close(command.get("client_id")))
+        if op == "set_limits":
+            try:
+                self.sessions.limits = self.sessions.limits.changed(dict(command.get("limits") or {}))
+            except (ValueError, TypeError) as exc:
+                return Outcome("invalid", str(exc), code="invalid_request")
+            self._expire()
+            return Outcome("ok", self.sessions.limits.to_wire())
+        return Outcome("invalid", f"unknown system command {str(op)[:40]!r}", code="invalid_request")
 
     def _run(self, machine_name: Any, command: Any, index: int, term: int) -> Outcome:
         machine = self.machines.get(machine_name) if isinstance(machine_name, str) else None
@@ -187,18 +241,24 @@ class Dispatcher:
                 log.warning("%s raised while applying entry %d: %r", machine_name, index, exc)
             return error_outcome(exc)
 
-    def _remember(self, key: str, digest: bytes, outcome: Outcome) -> None:
+    @staticmethod
+    def _storable(outcome: Outcome) -> list[Any]:
         wire = outcome.to_wire()
         try:
             codec.pack(wire)
         except Exception:  # a result that cannot be stored is replayed as its text
-            wire = [outcome.kind, repr(outcome.value), None]
+            wire = [outcome.kind, repr(outcome.value), None, outcome.code]
+        return wire
+
+    def _remember(self, key: str, digest: bytes, wire: list[Any]) -> None:
         self.dedup[key] = (self.time_ns, digest, wire)
-        while len(self.dedup) > self.dedup_capacity:
+        while len(self.dedup) > self.sessions.limits.idempotency_capacity:
             self.dedup.popitem(last=False)
 
     def _expire(self) -> None:
-        horizon = self.time_ns - self.dedup_ttl_ns
+        while len(self.dedup) > self.sessions.limits.idempotency_capacity:
+            self.dedup.popitem(last=False)
+        horizon = self.time_ns - self.sessions.limits.idempotency_ttl
         while self.dedup:
             key, (stamped, _, _) = next(iter(self.dedup.items()))
             if stamped >= horizon:
@@ -209,6 +269,12 @@ class Dispatcher:
 
     def query(self, machine_name: str, query: dict[str, Any]) -> Outcome:
         """Run a read-only query against the local state; never raises."""
+        if machine_name == SYSTEM:
+            if query.get("op") == "limits":
+                return Outcome("ok", self.sessions.limits.to_wire())
+            if query.get("op") == "sessions":
+                return Outcome("ok", len(self.sessions.sessions))
+            return Outcome("invalid", "unknown system query", code="invalid_request")
         machine = self.machines.get(machine_name)
         if machine is None:
             return Outcome("invalid", f"no state machine named {machine_name!r}")
@@ -226,20 +292,38 @@ class Dispatcher:
             blob = self.machines[name].snapshot()
             h.update(name.encode() + b"\0" + len(blob).to_bytes(8, "big") + blob)
         h.update(codec.pack([[k, t, d, w] for k, (t, d, w) in self.dedup.items()]))
+        h.update(codec.pack(SessionTable.encode(self.sessions.capture())))
         return h.hexdigest()
 
+    def capture(self) -> Callable[[], bytes]:
+        """Copy the state cheaply now; return a function that encodes that copy (any thread).
+
+        A machine with a ``capture()`` of its own (a copy-on-write view) is encoded later; one
+        without is snapshotted right here. The exactly-once table's values are immutable tuples,
+        so a shallow copy of it is a consistent view.
+        """
+        parts: dict[str, Callable[[], bytes]] = {}
+        for name, machine in self.machines.items():
+            capture = getattr(machine, "capture", None)
+            if capture is not None:
+                parts[name] = capture()
+            else:
+                blob = machine.snapshot()
+                parts[name] = lambda blob=blob: blob  # type: ignore[misc]
+        dedup = list(self.dedup.items())
+        sessions = self.sessions.capture()
+        header = {"v": 1, "time_ns": self.time_ns, "term": self.term, "seq": self.seq, "index": self.last_index}
+
+        def encode() -> bytes:
+            return codec.pack(
+                dict(header, machines={name: part() for name, part in parts.items()},
+                     dedup=[[k, t, d, w] for k, (t, d, w) in dedup], sessions=SessionTable.encode(sessions))
+            )
+
+        return encode
+
     def snapshot(self) -> bytes:
-        return codec.pack(
-            {
-                "v": 1,
-                "time_ns": self.time_ns,
-                "term": self.term,
-                "seq": self.seq,
-                "index": self.last_index,
-                "machines": {name: m.snapshot() for name, m in self.machines.items()},
-                "dedup": [[k, t, d, w] for k, (t, d, w) in self.dedup.items()],
-            }
-        )
+        return self.capture()()
 
     def restore(self, data: bytes) -> None:
         state = codec.unpack(data)
@@ -254,4 +338,7 @@ class Dispatcher:
                 continue
             machine.restore(blob)
         self.dedup = collections.OrderedDict((k, (t, d, w)) for k, t, d, w in state["dedup"])
+        self.sessions = SessionTable()
+        if "sessions" in state:
+            self.sessions.restore(state["sessions"])
         self.wants_time = self._any_wants_time()

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable, Mapping
 
 from consensus import codec
-from consensus.dispatch import DEFAULT_DEDUP_CAPACITY, DEFAULT_DEDUP_TTL_NS, Dispatcher, Outcome, encode_entry
-from consensus.engine import EngineConfig, EngineEvent, EngineStatus, Failure, Role, create_engine
+from consensus.dispatch import SYSTEM, Dispatcher, Outcome, encode_entry
+from consensus.engine import EngineConfig, EngineEvent, EngineStatus, Failure, Role, create_engine, is_loopback
 from consensus.errors import (
     Compacted,
     ConsensusError,
@@ -44,15 +44,17 @@ log = logging.getLogger("consensus.node")
 NodeStatus = EngineStatus
 NodeEvent = EngineEvent
 
-# One log entry carries at most this many operations, and about this many bytes; pysyncobj sends
-# entries over 64 KiB in slow chunks.
+# One log entry carries at most this many operations and bytes (whole ops counted: machine name,
+# command, key and framing). An entry with one op may be larger (up to max_command_bytes); every
+# entry stays far below the engine's message size, so pysyncobj never takes its chunked path.
 _MAX_BATCH_OPS = 512
-_MAX_BATCH_BYTES = 60_000
+_MAX_BATCH_BYTES = 256 * 1024
+_OP_FRAMING = 16  # msgpack framing of one [machine, command, key] op, rounded up
+_ENTRY_FRAMING = 64  # payload header, entry framing, pysyncobj's pickle of the call
 _READ_RETRY_SECONDS = 0.05
 _SWEEP_SECONDS = 0.01  # how often expired deadlines are enforced
 # At most this many entries of ours in flight: proposals that arrive meanwhile wait and go
-# together in the next entry (group commit). With more in flight, pysyncobj's acknowledgements
-# rewind its send position and it re-sends entries the followers already hold.
+# together in the next entry (group commit), so each entry (and each fsync) carries many.
 _MAX_IN_FLIGHT = 1
 # An entry whose callback pysyncobj lost must not hold the queue: flush anyway after this long.
 _IN_FLIGHT_GRACE_SECONDS = 0.2
@@ -80,11 +82,12 @@ class NodeConfig:
     connection_retry_time: float = 0.5
     compaction_min_entries: int = 5000
     compaction_min_time: float = 300.0
-    dedup_capacity: int = DEFAULT_DEDUP_CAPACITY
-    dedup_ttl: float = DEFAULT_DEDUP_TTL_NS / 1e9
     # While a machine wants time (leases, waiters), the leader appends a time entry at least this
     # often, so leader-stamped time moves on in the log when nobody writes.
     time_granularity: float = 0.1
+    # "always": every entry and vote is fsynced before it is acknowledged or sent (survives
+    # machine crashes); "never": the OS decides (survives process crashes only; for tests).
+    fsync: str = "always"
     dial_routes: dict[str, tuple[str, int]] = field(default_factory=dict)
 
     def engine_config(self) -> EngineConfig:
@@ -100,6 +103,7 @@ class NodeConfig:
             connection_retry_time=self.connection_retry_time,
             compaction_min_entries=self.compaction_min_entries,
             compaction_min_time=self.compaction_min_time,
+            fsync=self.fsync,
             dial_routes=dict(self.dial_routes),
         )
 
@@ -127,9 +131,9 @@ class _StateHooks:
         self.lock = threading.Lock()
         self.on_applied: Callable[[], None] | None = None  # engine thread, after every entry
 
-    def apply(self, payload: bytes, index: int) -> Any:
+    def apply(self, payload: bytes, index: int, term: int) -> Any:
         with self.lock:
-            result = self.dispatcher.apply(payload, index)
+            result = self.dispatcher.apply(payload, index, term)
         if self.on_applied is not None:
             self.on_applied()
         return result
@@ -137,6 +141,10 @@ class _StateHooks:
     def snapshot(self) -> bytes:
         with self.lock:
             return self.dispatcher.snapshot()
+
+    def capture(self) -> Callable[[], bytes]:
+        with self.lock:
+            return self.dispatcher.capture()
 
     def restore(self, data: bytes) -> None:
         with self.lock:
@@ -158,7 +166,7 @@ def _outcome_value(outcome: Outcome, leader: str | None) -> Any:
         return outcome.value
     body = {"code": outcome.code, "message": str(outcome.value), "leader": leader, "detail": outcome.detail}
     cls = error_class(outcome.code) if outcome.code else None
-    if cls is not None and cls.definite:
+    if cls is not None:
         if isinstance(outcome.detail, dict) and issubclass(cls, Compacted):
             body["oldest_revision"] = outcome.detail.get("oldest_revision", 0)
         raise from_dict(body)
@@ -178,9 +186,7 @@ class Node:
                 raise InvalidRequest(f"machine names must be non-empty strings, not {name!r}")
         self.config = config
         self.machines = dict(machines)
-        self._dispatcher = Dispatcher(
-            self.machines, dedup_capacity=config.dedup_capacity, dedup_ttl_ns=int(config.dedup_ttl * 1e9)
-        )
+        self._dispatcher = Dispatcher(self.machines)
         self._hooks = _StateHooks(self._dispatcher)
         self._hooks.on_applied = self._on_applied
         self._apply_waiters: list[asyncio.Future[None]] = []
@@ -330,7 +336,7 @@ class Node:
             and self._engine.status().role is Role.LEADER
         ):
             self._last_entry_sent = now
-            self._engine.submit(encode_entry(time.time_ns(), self._engine.status().term, []), lambda *_: None)
+            self._engine.submit(encode_entry(0, []), lambda *_: None)
         self._time_ticker = self._loop.call_later(granularity / 2, self._tick_time)  # type: ignore[union-attr]
 
     async def events(self) -> AsyncIterator[NodeEvent]:
@@ -352,16 +358,33 @@ class Node:
             log.info("%s became %s at term %d", self.id, event.new.value, event.term)
         elif event.kind == "leader":
             log.info("%s sees leader %s at term %d", self.id, event.new or "none", event.term)
+        stepped_down = event.kind == "role" and event.old is Role.LEADER
         loop = self._loop
-        if loop is not None and self._subscribers:
+        if loop is not None and (self._subscribers or stepped_down):
             try:
                 loop.call_soon_threadsafe(self._publish_event, event)
             except RuntimeError:  # loop closed during shutdown
                 pass
 
     def _publish_event(self, event: EngineEvent) -> None:
+        if event.kind == "role" and event.old is Role.LEADER and event.new is not Role.LEADER:
+            self._fail_in_flight_on_step_down()
         for queue in self._subscribers:
             queue.put_nowait(event)
+
+    def _fail_in_flight_on_step_down(self) -> None:
+        """A deposed leader cannot tell whether its entries in flight will commit: say so now.
+
+        Waiting for them would hold every client until its deadline, although a new leader is
+        usually elected in about a second; the client retries elsewhere with the same key.
+        Reads fail definitely (they changed nothing) and retry through the new leader.
+        """
+        for key, batch in list(self._in_flight_batches.items()):
+            self._fail_batch(batch, Indeterminate("the leader stepped down before the outcome was known",
+                                                  leader=self._engine.status().leader))
+            del self._in_flight_batches[key]
+        if self._pending is not None and len(self._in_flight_batches) < _MAX_IN_FLIGHT:
+            self._flush()
 
     # -- proposals and reads -----------------------------------------------------------------
 
@@ -381,26 +404,47 @@ class Node:
         *,
         idempotency_key: str | None = None,
         timeout: float | None = None,
+        forward: bool = True,
+        session: tuple[int, int, int] | None = None,
     ) -> Any:
-        """Replicate ``command`` to ``machine`` and return what its ``apply`` returned."""
+        """Replicate ``command`` to ``machine`` and return what its ``apply`` returned.
+
+        Any node takes a proposal: a follower hands it to the leader over the peer link (the
+        leader stamps time and term when it appends it). ``forward=False`` makes it leader-only:
+        a follower then raises ``NotLeader`` with a hint, and nothing is submitted.
+        ``session=(client id, seq, lowest unacknowledged seq)`` makes it exactly-once per
+        (client, seq) for as long as the session lives (see ``open_session``, which numbers
+        requests for you).
+        """
         self._check_running()
         target = self._check_machine(machine)
         if not isinstance(command, dict):
             raise InvalidRequest("a command must be a dict")
         if idempotency_key is not None and (not isinstance(idempotency_key, str) or not 0 < len(idempotency_key) <= 256):
             raise InvalidRequest("an idempotency key must be a string of 1 to 256 characters")
+        if session is not None and not (
+            isinstance(session, (tuple, list)) and len(session) == 3
+            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in session)
+        ):
+            raise InvalidRequest("a session is (client id, seq, lowest unacknowledged seq), positive integers")
         encoded = codec.check_plain(command, "command", self.config.max_command_bytes)
         validate = getattr(target, "validate", None)
         if validate is not None:
             validate(command)
+        return await self._submit(machine, encoded, idempotency_key, session, timeout, forward)
+
+    async def _submit(self, machine: str, encoded: bytes, idempotency_key: str | None,
+                      session: tuple[int, int, int] | list[int] | None, timeout: float | None, forward: bool = True) -> Any:
         status = self._engine.status()
         if status.role is not Role.LEADER:
             if status.leader is None:
                 raise Unavailable(f"{self.id} knows no leader", leader=None)
-            raise NotLeader(leader=status.leader)
+            if not forward:
+                raise NotLeader(leader=status.leader)
         fut = self._loop.create_future()  # type: ignore[union-attr]
-        batch = self._batch_for(len(encoded))
-        batch.ops.append([machine, encoded, idempotency_key])
+        size = len(machine) + len(encoded) + len(idempotency_key or "") + _OP_FRAMING
+        batch = self._batch_for(size)
+        batch.ops.append([machine, encoded, idempotency_key] + ([list(session)] if session is not None else []))
         batch.writes.append(fut)
         budget = self.config.default_timeout if timeout is None else timeout
         self._deadlines[fut] = (time.monotonic() + budget, True)
@@ -435,11 +479,36 @@ class Node:
         if consistency is not Consistency.LINEARIZABLE:
             consistency = Consistency(consistency)
         if consistency is Consistency.STALE:
-            with self._hooks.lock:
-                outcome = self._dispatcher.query(machine, query)
-                index = self._dispatcher.last_index
+            outcome, index = await self._stale_query(machine, query)
             return ReadResult(_outcome_value(outcome, self._engine.status().leader), index, consistency)
         return await self._linearizable_read(machine, query, timeout)
+
+    async def _stale_query(self, machine: str, query: dict[str, Any]) -> tuple[Outcome, int]:
+        """Run a query on local state without ever blocking the event loop on the engine thread.
+
+        If the state lock is free the query runs here at once (the common case, no thread hop);
+        if the engine thread holds it (applying an entry, capturing a snapshot), the query is
+        handed to the engine thread and awaited instead of waiting on the lock.
+        """
+        lock = self._hooks.lock
+        if lock.acquire(blocking=False):
+            try:
+                return self._dispatcher.query(machine, query), self._dispatcher.last_index
+            finally:
+                lock.release()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[tuple[Outcome, int]] = loop.create_future()
+
+        def run() -> None:
+            with lock:
+                result = (self._dispatcher.query(machine, query), self._dispatcher.last_index)
+            try:
+                loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(result))  # type: ignore[func-returns-value]
+            except RuntimeError:
+                pass
+
+        self._engine.call_soon(run)
+        return await fut
 
     async def _linearizable_read(self, machine: str, query: dict[str, Any], timeout: float | None) -> ReadResult:
         # A read changes nothing, so every failure is definite and worth retrying until the
@@ -483,6 +552,8 @@ class Node:
                 fut.set_exception(Indeterminate("no outcome before the deadline", leader=self._engine.status().leader))
             else:
                 fut.set_exception(Unavailable("timed out", leader=self._engine.status().leader))
+        if expired:
+            self._release_abandoned_batches()
         if not self._stopped:
             self._sweeper = self._loop.call_later(_SWEEP_SECONDS, self._sweep_deadlines)  # type: ignore[union-attr]
 
@@ -493,6 +564,18 @@ class Node:
                 return await fut
         except TimeoutError:
             raise Indeterminate(f"no outcome within {budget:.2f}s", leader=self.status().leader) from None
+
+    def _release_abandoned_batches(self) -> None:
+        """Stop waiting for in-flight entries nobody waits for any more (a lost engine callback).
+
+        Their outcome was already reported (unknown); keeping them in flight would make every
+        later proposal on this node wait for the grace period before it is sent.
+        """
+        for key, batch in list(self._in_flight_batches.items()):
+            if all(f.done() for f in batch.writes) and all(f.done() for _, _, f in batch.reads):
+                del self._in_flight_batches[key]
+        if self._pending is not None and len(self._in_flight_batches) < _MAX_IN_FLIGHT:
+            self._flush()
 
     def _batch_for(self, size: int) -> _Batch:
         batch = self._pending
@@ -537,9 +620,9 @@ class Node:
             except RuntimeError:  # loop closed: nobody is waiting any more
                 pass
 
-        if batch.ops:  # writes come only from the leader, which stamps its clock into the entry
+        if batch.ops:  # the leader stamps its clock into the entry when it appends it
             self._last_entry_sent = time.monotonic()
-            self._engine.submit(encode_entry(time.time_ns(), self._engine.status().term, batch.ops), on_done)
+            self._engine.submit(encode_entry(0, batch.ops), on_done)
         else:  # reads alone need only a barrier
             self._engine.barrier(on_done)
 
@@ -584,6 +667,24 @@ class Node:
             if not fut.done():
                 fut.set_exception(read_error)
 
+    # -- client sessions and replicated limits ------------------------------------------------
+
+    async def open_session(self, *, timeout: float | None = None) -> "ClientSession":
+        """Register a client session (a log entry): its requests are exactly-once, retries included."""
+        self._check_running()
+        client_id = await self._submit(SYSTEM, codec.pack({"op": "register_client"}), None, None, timeout)
+        return ClientSession(self, int(client_id), timeout)
+
+    async def set_limits(self, *, timeout: float | None = None, **limits: int) -> dict[str, int]:
+        """Change replicated limits (session TTL, sessions, idempotency window...) through the log."""
+        self._check_running()
+        command = codec.check_plain({"op": "set_limits", "limits": limits}, "limits", 4096)
+        return await self._submit(SYSTEM, command, None, None, timeout)  # type: ignore[no-any-return]
+
+    def limits(self) -> dict[str, int]:
+        """The replicated limits as this node has applied them."""
+        return self._dispatcher.sessions.limits.to_wire()
+
     # -- membership and leadership -----------------------------------------------------------
 
     async def _engine_call(self, start: Callable[[Callable[[Any, Failure | None], None]], None], timeout: float | None) -> Any:
@@ -611,8 +712,11 @@ class Node:
     async def add_member(self, address: str, *, timeout: float | None = None) -> None:
         """Add ``address`` ("host:port") to the cluster; one change at a time."""
         _check_address(address)
+        if not self.config.secret and not is_loopback(address):
+            raise InvalidRequest(f"refusing to add non-loopback member {address} without a shared secret "
+                                 "(the peer protocol is pickle; start every node with a secret file)")
+        # Every node logs the change when it reaches its log ("membership change: added ...").
         await self._engine_call(lambda cb: self._engine.add_member(address, cb), timeout)
-        log.info("%s added member %s at term %d", self.id, address, self.status().term)
 
     async def remove_member(self, address: str, *, timeout: float | None = None) -> None:
         """Remove ``address`` from the cluster; one change at a time."""
@@ -620,7 +724,6 @@ class Node:
         if address != self.id and address not in self._members():
             raise NotFound(f"{address} is not a member")
         await self._engine_call(lambda cb: self._engine.remove_member(address, cb), timeout)
-        log.info("%s removed member %s at term %d", self.id, address, self.status().term)
 
     async def state_digest(self, timeout: float = 5.0) -> tuple[int, str]:
         """Return ``(applied index, digest)``: a hash of every machine's state at that index.
@@ -680,23 +783,29 @@ class Node:
 
     # -- the embedding API -------------------------------------------------------------------
 
-    def machine(self, name: str, *, consistency: Consistency = Consistency.LINEARIZABLE, timeout: float | None = None) -> "MachineProxy":
-        """Return an awaitable proxy to a ``ReplicatedObject``: ``await node.machine("inv").add("x", 3)``."""
+    def machine(self, name: str, *, consistency: Consistency = Consistency.LINEARIZABLE, timeout: float | None = None,
+                session: "ClientSession | None" = None) -> "MachineProxy":
+        """Return an awaitable proxy to a ``ReplicatedObject``: ``await node.machine("inv").add("x", 3)``.
+
+        With ``session=`` (from ``open_session``) every command call is exactly-once.
+        """
         target = self._check_machine(name)
         if not isinstance(target, ReplicatedObject):
             raise InvalidRequest(f"machine {name!r} is not a ReplicatedObject; use propose() and read()")
-        return MachineProxy(self, name, type(target), consistency, timeout)
+        return MachineProxy(self, name, type(target), consistency, timeout, session)
 
 
 class MachineProxy:
     """Turn method calls into proposals (``@command``) and reads (``@query``)."""
 
-    def __init__(self, node: Node, name: str, cls: type[ReplicatedObject], consistency: Consistency, timeout: float | None) -> None:
+    def __init__(self, node: Node, name: str, cls: type[ReplicatedObject], consistency: Consistency,
+                 timeout: float | None, session: "ClientSession | None" = None) -> None:
         self._node = node
         self._name = name
         self._cls = cls
         self._consistency = consistency
         self._timeout = timeout
+        self._session = session
 
     def __getattr__(self, method: str) -> Callable[..., Any]:
         kind = self._cls.method_kind(method)
@@ -708,6 +817,8 @@ class MachineProxy:
             """Call the method; a command retried with the same ``idempotency_key`` applies once."""
             body = {"method": method, "args": list(args), "kwargs": kwargs}
             if kind == "command":
+                if self._session is not None:
+                    return await self._session.propose(name, body, idempotency_key=idempotency_key, timeout=self._timeout)
                 key = idempotency_key if idempotency_key is not None else uuid.uuid4().hex
                 return await node.propose(name, body, idempotency_key=key, timeout=self._timeout)
             if idempotency_key is not None:
@@ -718,9 +829,72 @@ class MachineProxy:
         return call
 
 
+class ClientSession:
+    """A registered client: numbers its requests and retries each under its number until known.
+
+    ``await session.propose(machine, command)`` applies ``command`` exactly once: on an unknown
+    outcome (a leader change, a lost answer) it is re-sent under the same number until it is
+    known or the deadline passes. A request whose outcome stayed unknown keeps its number
+    outstanding, and its outcome is kept in the replicated table, until the session closes.
+    If the session expired (no request for the session TTL) or was evicted, requests fail with a
+    definite ``SessionExpired``: open a new session; nothing was applied.
+    """
+
+    _RETRY_SECONDS = 0.05
+
+    def __init__(self, node: Node, client_id: int, timeout: float | None = None) -> None:
+        self.node = node
+        self.client_id = client_id
+        self._timeout = timeout
+        self._next = 1
+        self._outstanding: set[int] = set()
+
+    def lowest_unacknowledged(self) -> int:
+        return min(self._outstanding, default=self._next)
+
+    async def propose(self, machine: str, command: dict[str, Any], *, idempotency_key: str | None = None,
+                      timeout: float | None = None) -> Any:
+        seq = self._next
+        self._next += 1
+        self._outstanding.add(seq)
+        budget = self.node.config.default_timeout if (timeout or self._timeout) is None else (timeout or self._timeout)
+        deadline = time.monotonic() + budget  # type: ignore[operator]
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                result = await self.node.propose(
+                    machine, command, idempotency_key=idempotency_key, timeout=max(remaining, 0.001),
+                    session=(self.client_id, seq, self.lowest_unacknowledged()),
+                )
+            except Indeterminate:
+                if deadline - time.monotonic() <= self._RETRY_SECONDS:
+                    raise  # seq stays outstanding: its outcome is kept for a later look
+                await asyncio.sleep(self._RETRY_SECONDS)
+                continue
+            except (NotLeader, Unavailable):
+                # Definite for this attempt: nothing was submitted. Try again while time is left.
+                if deadline - time.monotonic() <= self._RETRY_SECONDS:
+                    self._outstanding.discard(seq)
+                    raise
+                await asyncio.sleep(self._RETRY_SECONDS)
+                continue
+            except ConsensusError:
+                self._outstanding.discard(seq)
+                raise
+            self._outstanding.discard(seq)
+            return result
+
+    async def close(self) -> None:
+        """Drop the session and the outcomes it keeps (a log entry)."""
+        await self.node._submit(SYSTEM, codec.pack({"op": "close_client", "client_id": self.client_id}), None, None,
+                                self._timeout)
+
+
 def _check_address(address: str) -> None:
     if not isinstance(address, str) or ":" not in address:
         raise InvalidRequest(f"a member address is host:port, not {address!r}")
     host, port = address.rsplit(":", 1)
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise InvalidRequest(f"a member address is host:port, not {address!r}")
+    if host.strip("[]") in ("0.0.0.0", "::", "*", ""):
+        raise InvalidRequest(f"a member address names one host, not the wildcard {host!r}")

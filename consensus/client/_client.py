@@ -2,7 +2,9 @@
 
 Every call has one deadline. Writes and linearizable reads go to the cached leader (learned
 from ``X-Raft-Leader-Url`` on any answer); stale reads and first contact pick an endpoint by
-strategy. A write gets one idempotency key for the whole logical request and keeps it on every
+strategy. An attempt that gets no answer within ``attempt_timeout`` is checked and given up if
+its node is gone or deposed (see ``Client._attempt``), so a write stuck on a cut-off leader moves
+to the new one about when it is elected, not when the deadline passes. A write gets one idempotency key for the whole logical request and keeps it on every
 retry, so retrying after an unknown outcome cannot apply it twice. If the deadline passes after
 any attempt whose outcome is unknown, the call raises ``Indeterminate``, never a definite error.
 """
@@ -20,11 +22,13 @@ from typing import Any, Callable, Mapping, Sequence
 import aiohttp
 
 from consensus.client._select import EndpointPool, normalize_url
+from consensus.client._session import single_send_session
 from consensus.errors import (
     ConsensusError,
     Indeterminate,
     InvalidRequest,
     NotLeader,
+    Overloaded,
     Unavailable,
     from_dict,
 )
@@ -67,15 +71,22 @@ class Client:
         max_backoff: float = 10.0,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
+        attempt_timeout: float | None = 0.5,
     ) -> None:
         if isinstance(endpoints, str):
             endpoints = [e for e in endpoints.split(",") if e.strip()]
         if timeout <= 0:
             raise ValueError("timeout must be positive")
+        if attempt_timeout is not None and not attempt_timeout > 0:
+            raise ValueError("attempt_timeout must be positive (or None)")
         self.pool = EndpointPool(
             endpoints, strategy=strategy, weights=weights, rng=rng, clock=clock, backoff=backoff, max_backoff=max_backoff
         )
         self.timeout = timeout
+        # After this long without an answer, an attempt is checked (see _attempt) and abandoned
+        # if its node is gone or deposed; None: an attempt may use the whole deadline.
+        self.attempt_timeout = attempt_timeout
+        self._terms: dict[str, int] = {}  # the Raft term each endpoint last answered with
         self._token = token
         self._clock = clock
         self._leader: str | None = None
@@ -86,19 +97,8 @@ class Client:
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256))
-            # aiohttp re-sends an idempotent request (PUT, DELETE) once, on a new connection, when
-            # a reused keep-alive connection drops mid-request. The caller then sees only the
-            # second attempt's connect error, although the first may have been applied: a write
-            # whose outcome is unknown would be reported as a definite failure (found by
-            # `chaos test`). We retry ourselves, with the idempotency key, so turn it off; on an
-            # aiohttp without that switch, connect errors of writes count as unknown instead.
-            if hasattr(session, "_retry_connection"):
-                session._retry_connection = False
-                self._connect_errors_definite = True
-            else:
-                self._connect_errors_definite = False
-            self._session = session
+            # Never let aiohttp re-send a write by itself (see consensus.client._session).
+            self._session, self._connect_errors_definite = single_send_session(connector=aiohttp.TCPConnector(limit=256))
         return self._session
 
     async def close(self) -> None:
@@ -152,7 +152,7 @@ class Client:
             url = await self._choose(leader or write, tried, remaining)
             tried.append(url)
             try:
-                response = await self._send(url, method, path, body, params, key, deadline - self._clock())
+                response = await self._attempt(url, method, path, body, params, key, deadline, leader or write)
             except _ConnectFailed as exc:
                 uncertain = uncertain or (write and not self._connect_errors_definite)
                 last_error = Unavailable(f"cannot reach {url}: {exc}")
@@ -166,10 +166,14 @@ class Client:
                 await self._pause(attempt, deadline)
                 continue
             self.pool.mark_up(url)
-            self._learn(response.headers)
+            self._learn(url, response.headers)
             if response.status < 400:
                 return response
             error = self._error_of(response)
+            if isinstance(error, Overloaded):  # the node is busy, not wrong: keep what we know, back off
+                last_error = error
+                await self._pause(attempt, deadline)
+                continue
             if isinstance(error, (NotLeader, Unavailable)):
                 hint = response.body.get("error", {}).get("leader_url") if isinstance(response.body, dict) else None
                 self._leader = normalize_url(hint) if hint else None
@@ -251,7 +255,70 @@ class Client:
         except (asyncio.TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise _Lost(type(exc).__name__) from None
 
-    def _learn(self, headers: Mapping[str, str]) -> None:
+    async def _attempt(self, url: str, method: str, path: str, body: Any, params: Mapping[str, str] | None,
+                       key: str | None, deadline: float, to_leader: bool) -> Response:
+        """Send one attempt; after ``attempt_timeout`` without an answer, check that it is worth waiting for.
+
+        A request stuck on a deposed or cut-off leader would otherwise wait out the whole deadline
+        (the deposed leader holds it until then). A slow answer is not abandoned just for being slow
+        (a lock acquire or a watch long-polls on purpose): only when the node stops answering
+        ``/livez``, or, for a request meant for the leader, when another node names a different
+        leader at a newer term than the one this node last answered with. Checks repeat four
+        times as often after the first, so the retry follows an election closely.
+        """
+        send = asyncio.ensure_future(self._send(url, method, path, body, params, key, deadline - self._clock()))
+        if self.attempt_timeout is None:
+            return await send
+        interval = self.attempt_timeout
+        try:
+            while True:
+                wait = min(interval, max(0.0, deadline - self._clock()))
+                interval = self.attempt_timeout / 4
+                done, _ = await asyncio.wait({send}, timeout=wait)
+                if done or self._clock() >= deadline:
+                    return await send
+                reason = await self._not_worth_waiting(url, to_leader)
+                if reason is not None:
+                    raise _Lost(f"abandoned after {self.attempt_timeout:g}s without an answer: {reason}")
+        finally:
+            if not send.done():
+                send.cancel()
+                await asyncio.gather(send, return_exceptions=True)
+
+    async def _not_worth_waiting(self, url: str, to_leader: bool) -> str | None:
+        """Return why the attempt at ``url`` should be given up, or None to keep waiting."""
+        probe = min(_PROBE_TIMEOUT, self.attempt_timeout or _PROBE_TIMEOUT)
+        if not await self._probe(url, probe):
+            return f"{url} does not answer /livez"
+        if not to_leader:
+            return None
+        others = [e.url for e in self.pool.endpoints if e.url != url][:2]
+        views = await asyncio.gather(*(self._view(other, probe) for other in others))
+        for other, view in zip(others, views):
+            if view is None:
+                continue
+            leader_url, term = view
+            if leader_url and normalize_url(leader_url) != url and term > self._terms.get(url, -1):
+                self._leader = normalize_url(leader_url)
+                self.pool.add(self._leader)
+                return f"{other} sees {self._leader} as leader at term {term}"
+        return None
+
+    async def _view(self, url: str, timeout: float) -> tuple[str | None, int] | None:
+        """Return (leader URL, term) as ``url`` sees them, or None if it does not say in time."""
+        try:
+            async with self._get_session().get(url + "/v1/status", timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+                status = await resp.json() if resp.status == 200 else None
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError):
+            return None
+        if not isinstance(status, dict) or not isinstance(status.get("term"), int):
+            return None
+        return status.get("leader_url"), status["term"]
+
+    def _learn(self, url: str, headers: Mapping[str, str]) -> None:
+        term = headers.get("X-Raft-Term", "")
+        if term.isdigit():
+            self._terms[url] = int(term)
         leader_url = headers.get("X-Raft-Leader-Url")
         if leader_url:
             self._leader = normalize_url(leader_url)

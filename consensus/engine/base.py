@@ -45,10 +45,15 @@ SubmitCallback = Callable[[Any, "Failure | None"], None]
 
 
 class StateHooks(Protocol):
-    """The framework side of the engine: the replicated state, driven on the engine thread."""
+    """The framework side of the engine: the replicated state, driven on the engine thread.
 
-    def apply(self, payload: bytes, index: int) -> Any:
-        """Apply one committed payload at log ``index``; must not raise and must be deterministic."""
+    Optionally ``capture() -> Callable[[], bytes]``: take a consistent, cheap copy of the state
+    now (engine thread) and return a function that encodes it later on another thread; the
+    engine then writes snapshots without stalling the engine thread for the encoding.
+    """
+
+    def apply(self, payload: bytes, index: int, term: int) -> Any:
+        """Apply one committed payload at log ``index`` (entry ``term``); must not raise, must be deterministic."""
 
     def snapshot(self) -> bytes:
         """Return the whole replicated state as bytes (called on the engine thread)."""
@@ -76,6 +81,9 @@ class EngineStatus:
     peers: tuple[PeerStatus, ...] = ()
     has_quorum: bool = False
     log_size: int = 0
+    healthy: bool = True  # False: cannot persist (or removed); it neither votes nor appends
+    problem: str | None = None  # why not healthy
+    member: bool = True  # False once this node's removal from the cluster is in its log
 
 
 @dataclass(frozen=True)
@@ -105,6 +113,8 @@ class EngineConfig:
     compaction_min_entries: int = 5000
     compaction_min_time: float = 300.0
     queue_size: int = 100_000
+    fsync: str = "always"  # "always": sync before acknowledging or voting; "never": survive process crashes only
+    max_message_bytes: int = 4 << 20  # AppendEntries batch size; entries are bounded far below it
     dial_routes: dict[str, tuple[str, int]] = field(default_factory=dict)
 
 

@@ -26,12 +26,14 @@ from consensus.errors import (
     MethodNotAllowed,
     NotFound,
     NotLeader,
+    Overloaded,
     PayloadTooLarge,
     Unavailable,
 )
 from consensus.node import Consistency, Node
 from consensus.server.apps import AppSpec
 from consensus.server.forward import Forwarder
+from consensus.server.listener import BoundedHandler, ConnectionCount, Limits
 from consensus.server.metrics import Metrics
 from consensus.server.routing import Call, Route, build_call
 
@@ -50,9 +52,11 @@ class ServerConfig:
     http_url: str
     peer_http: dict[str, str] = field(default_factory=dict)
     token: str | None = None
+    public: bool = False  # HTTP listens beyond loopback: membership changes need the token
     max_body_bytes: int = 64 * 1024
     default_timeout: float = 5.0
     max_timeout: float = 60.0
+    limits: Limits = field(default_factory=Limits)
 
 
 def _json_response(body: Any, status: int = 200) -> web.Response:
@@ -68,7 +72,9 @@ class Server:
         self.node = node
         self.config = config
         self.apps = list(apps)
-        self.metrics = Metrics(node)
+        self.connections = ConnectionCount()
+        self.in_flight = 0  # requests of bounded routes being answered now
+        self.metrics = Metrics(node, lambda: (self.connections.open, self.in_flight))
         self.forwarder = Forwarder(node.id)
         self.routes: list[Route] = core_routes()
         for app in self.apps:
@@ -88,6 +94,8 @@ class Server:
 
     async def propose(self, call: Call, machine: str, command: dict[str, Any]) -> Any:
         """Propose ``command`` on this node (the leader) with the call's key and deadline."""
+        if call.remaining() <= 0:  # not submitted: say so definitely rather than "unknown"
+            raise Unavailable("the request's deadline passed before it could be submitted", leader=self.node.id)
         try:
             result = await self.node.propose(machine, command, idempotency_key=call.idempotency_key, timeout=call.remaining())
         except ConsensusError as exc:
@@ -104,22 +112,39 @@ class Server:
 
     # -- the pipeline ------------------------------------------------------------------------
 
+    def _admit(self, request: web.Request, route: Route) -> None:
+        """Refuse (definitely: nothing is submitted) a request over the connection or in-flight cap."""
+        if not route.bounded:
+            return
+        limits = self.config.limits
+        if getattr(request.protocol, "over_cap", False):
+            raise Overloaded(f"{self.node.id} is at its cap of {limits.max_connections} connections; retry later")
+        if self.in_flight >= limits.max_in_flight:
+            raise Overloaded(f"{self.node.id} is at its cap of {limits.max_in_flight} requests in flight; retry later")
+
     def _handler(self, route: Route) -> Any:
         async def handle(request: web.Request) -> web.StreamResponse:
-            call = await build_call(request, self, route)
-            if route.on_leader is not None and route.on_leader(call):
-                result = await self._run_on_leader(call)
-            else:
-                result = await route.handler(call)
-            if isinstance(result, web.StreamResponse):
-                response = result
-            else:
-                response = _json_response(result)
-            if call.read_index is not None:
-                response["read_index"] = call.read_index
-            return response
+            self._admit(request, route)
+            if not route.bounded:
+                return await self._answer(request, route)
+            self.in_flight += 1
+            try:
+                return await self._answer(request, route)
+            finally:
+                self.in_flight -= 1
 
         return handle
+
+    async def _answer(self, request: web.Request, route: Route) -> web.StreamResponse:
+        call = await build_call(request, self, route)
+        if route.on_leader is not None and route.on_leader(call):
+            result = await self._run_on_leader(call)
+        else:
+            result = await route.handler(call)
+        response = result if isinstance(result, web.StreamResponse) else _json_response(result)
+        if call.read_index is not None:
+            response["read_index"] = call.read_index
+        return response
 
     async def _run_on_leader(self, call: Call) -> Any:
         route = call.route
@@ -166,6 +191,9 @@ class Server:
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
         started = time.perf_counter()
+        protocol = request.protocol
+        if isinstance(protocol, BoundedHandler):
+            protocol.head_received()
         route_name = "unmatched"
         resource = request.match_info.route.resource
         if resource is not None:
@@ -176,6 +204,8 @@ class Server:
             response = self._error_response(exc)
         except web.HTTPException as exc:
             response = self._error_response(_from_http_exception(exc, request))
+            if "Allow" in exc.headers:  # a 405 names the methods the route has (RFC 9110 15.5.6)
+                response.headers["Allow"] = exc.headers["Allow"]
         except asyncio.CancelledError:
             raise
         except Exception:  # a bug of ours: log it, keep the node up, say nothing revealing
@@ -183,6 +213,8 @@ class Server:
             error = ConsensusError("internal error; see the node's log")
             response = self._error_response(error)
         self._add_headers(response)
+        if getattr(protocol, "over_cap", False):
+            response.force_close()  # make room: a connection over the cap serves one answer
         # Label values must come from a small set, or odd requests would grow the registry forever.
         method = request.method if request.method in _KNOWN_METHODS else "other"
         self.metrics.requests.labels(method, route_name, str(response.status)).inc()

@@ -7,7 +7,8 @@ from typing import Any
 
 from aiohttp import web
 
-from consensus.errors import Unavailable
+from consensus.errors import NotFound, Rejected, Unavailable
+from consensus.server.members import MEMBER_ADDRESS_SCHEMA, check_new_member
 from consensus.server.metrics import CONTENT_TYPE
 from consensus.server.openapi import build_document
 from consensus.server.routing import Call, Route
@@ -46,6 +47,9 @@ STATUS_SCHEMA = obj(
         "last_applied": {"type": "integer"},
         "has_quorum": {"type": "boolean"},
         "log_size": {"type": "integer"},
+        "healthy": {"type": "boolean", "description": "false: this node cannot persist; it neither votes nor appends"},
+        "problem": {"type": "string", "nullable": True, "description": "why the node is not healthy"},
+        "member": {"type": "boolean", "description": "false once this node's removal is in its log"},
         "apps": {"type": "array", "items": {"type": "string"}},
         "peers": {"type": "array", "items": _PEER_SCHEMA},
         "state_digest": {"type": "string", "description": "with ?digest=true: a hash of every machine's state at digest_index"},
@@ -68,6 +72,9 @@ def status_body(call: Call) -> dict[str, Any]:
         "last_applied": status.last_applied,
         "has_quorum": status.has_quorum,
         "log_size": status.log_size,
+        "healthy": status.healthy,
+        "problem": status.problem,
+        "member": status.member,
         "apps": [app.name for app in server.apps],
         "peers": [
             {
@@ -91,6 +98,10 @@ async def _status(call: Call) -> Any:
 
 async def _readyz(call: Call) -> Any:
     status = call.node.status()
+    if not status.member:
+        raise Unavailable(f"{status.id} was removed from the cluster")
+    if not status.healthy:
+        raise Unavailable(f"{status.id} cannot take part: {status.problem}")
     if status.leader is None:
         raise Unavailable(f"{status.id} knows no leader at term {status.term}")
     if status.last_applied < status.commit_index:
@@ -107,12 +118,19 @@ async def _metrics(call: Call) -> Any:
 
 
 async def _openapi(call: Call) -> Any:
-    document = build_document(call.server.routes)
+    config = call.server.config
+    document = build_document(call.server.routes, max_timeout=config.max_timeout, token_required=config.token is not None)
     return web.Response(text=json.dumps(document, indent=1), content_type="application/json")
+
+
+def _members(call: Call) -> set[str]:
+    status = call.node.status()
+    return {p.id for p in status.peers} | {status.id}
 
 
 async def _add_member(call: Call) -> Any:
     address = call.body["id"]
+    check_new_member(address, secret=call.node.config.secret, members=_members(call))
     await call.node.add_member(address, timeout=call.remaining())
     if "http" in call.body:
         call.server.config.peer_http[address] = call.body["http"].rstrip("/")
@@ -126,7 +144,16 @@ async def _remove_member(call: Call) -> Any:
 
 
 async def _transfer_leader(call: Call) -> Any:
-    leader = await call.node.transfer_leadership(call.body.get("to"), timeout=call.remaining())
+    to = call.body.get("to")
+    members = _members(call)
+    # Refuse at once what can never happen, rather than wait out the deadline and say "unknown".
+    if to is not None and to not in members:
+        raise NotFound(f"{to} is not a member")
+    if to == call.node.id and call.node.is_leader():
+        return {"leader": to, "leader_url": call.server.http_of(to)}
+    if members == {call.node.id}:
+        raise Rejected("there is no other member to hand leadership to")
+    leader = await call.node.transfer_leadership(to, timeout=call.remaining())
     return {"leader": leader, "leader_url": call.server.http_of(leader)}
 
 
@@ -143,19 +170,21 @@ def core_routes() -> list[Route]:
               response=STATUS_SCHEMA),
         Route("GET", "/readyz", _readyz, "getReady", "200 when this node knows a leader and has applied all it knows committed",
               tag="health", errors=(400, 503)),
-        Route("GET", "/livez", _livez, "getLive", "200 while the process serves HTTP", tag="health"),
+        Route("GET", "/livez", _livez, "getLive", "200 while the process serves HTTP", tag="health", bounded=False),
         Route("GET", "/metrics", _metrics, "getMetrics", "Prometheus metrics", tag="health",
-              response={"type": "string"}, response_type="text/plain"),
+              response={"type": "string"}, response_type="text/plain", bounded=False),
         Route("GET", "/openapi.json", _openapi, "getOpenapi", "this document", tag="health"),
         Route("POST", "/v1/members", _add_member, "addMember", "add a member (one change at a time)",
-              tag="cluster", body=obj({"id": ADDRESS_SCHEMA, "http": HTTP_URL_SCHEMA}, required=("id",)),
-              response=obj({"added": {"type": "string"}}), mutating=True, on_leader=_always, errors=(400, 409)),
+              tag="cluster", body=obj({"id": MEMBER_ADDRESS_SCHEMA, "http": HTTP_URL_SCHEMA}, required=("id",)),
+              response=obj({"added": {"type": "string"}}), mutating=True, membership=True, on_leader=_always,
+              errors=(400, 409),
+              links={"removeMember": {"operationId": "removeMember", "parameters": {"id": "$response.body#/added"}}}),
         Route("DELETE", "/v1/members/{id}", _remove_member, "removeMember", "remove a member (one change at a time)",
               tag="cluster", path_params={"id": ADDRESS_SCHEMA}, response=obj({"removed": {"type": "string"}}),
-              mutating=True, on_leader=_always, errors=(400, 404, 409)),
+              mutating=True, membership=True, on_leader=_always, errors=(400, 404, 409)),
         Route("POST", "/v1/leader/transfer", _transfer_leader, "transferLeader",
               "hand leadership to a member (or the most caught-up follower)", tag="cluster",
               body=obj({"to": ADDRESS_SCHEMA}), body_required=False,
               response=obj({"leader": {"type": "string"}, "leader_url": {"type": "string", "nullable": True}}),
-              mutating=True, on_leader=_always, errors=(400, 409)),
+              mutating=True, on_leader=_always, errors=(400, 404, 409)),
     ]

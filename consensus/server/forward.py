@@ -3,8 +3,11 @@
 Outcomes follow the definite/indefinite rule: if the connection to the leader never opened,
 nothing was sent and the error is definite (``Unavailable``); if it broke or timed out after the
 request went out, a write's outcome is unknown (``Indeterminate``) while a read is just
-``Unavailable``. A forwarded request carries ``X-Raft-Forwarded-By`` and is never forwarded
-again: a node that receives one and is not the leader answers ``not_leader``.
+``Unavailable``. The session never re-sends a request by itself: aiohttp would re-send a PUT or
+DELETE whose pooled connection dropped, and the re-send's connect error would pass for a
+definite failure of a write the leader may have applied. A forwarded request carries
+``X-Raft-Forwarded-By`` and is never forwarded again: a node that receives one and is not the
+leader answers ``not_leader``.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
+from consensus.client._session import single_send_session
 from consensus.errors import Indeterminate, Unavailable
 from consensus.server.routing import FORWARDED_HEADER, TIMEOUT_HEADER
 
@@ -34,10 +38,11 @@ class Forwarder:
     def __init__(self, node_id: str) -> None:
         self.node_id = node_id
         self._session: aiohttp.ClientSession | None = None
+        self._connect_errors_definite = False
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
+            self._session, self._connect_errors_definite = single_send_session(
                 connector=aiohttp.TCPConnector(limit=256),
                 auto_decompress=False,
                 skip_auto_headers=("User-Agent",),
@@ -72,7 +77,7 @@ class Forwarder:
                 timeout=aiohttp.ClientTimeout(total=remaining),
                 allow_redirects=False,
             ) as upstream:
-                body = await upstream.content.read(_MAX_RESPONSE_BYTES)
+                body = await _read_capped(upstream, _MAX_RESPONSE_BYTES)
                 response = web.Response(status=upstream.status, body=body)
                 response.headers["Content-Type"] = upstream.headers.get("Content-Type", "application/json")
                 for name, value in upstream.headers.items():
@@ -81,9 +86,24 @@ class Forwarder:
                 response["forwarded"] = True
                 return response
         except aiohttp.ClientConnectorError as exc:
-            raise Unavailable(f"cannot reach the leader {leader_id} at {base_url}: {exc.strerror or exc}", leader=leader_id) from None
+            what = f"cannot reach the leader {leader_id} at {base_url}: {exc.strerror or exc}"
+            if write and not self._connect_errors_definite:
+                raise Indeterminate(what, leader=leader_id) from None  # it may be a re-send's error
+            raise Unavailable(what, leader=leader_id) from None
         except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
             what = f"lost the request forwarded to the leader {leader_id}: {type(exc).__name__}"
             if write:
                 raise Indeterminate(what, leader=leader_id) from None
             raise Unavailable(what, leader=leader_id) from None
+
+
+async def _read_capped(upstream: aiohttp.ClientResponse, limit: int) -> bytes:
+    """Read the whole body (``content.read(n)`` may return only the first chunk), at most ``limit`` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in upstream.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            raise aiohttp.ClientPayloadError(f"the leader's answer is over {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)

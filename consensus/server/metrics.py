@@ -7,7 +7,7 @@ counted as they happen.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -40,12 +40,23 @@ class _RaftCollector(Collector):
         yield GaugeMetricFamily("raftwork_raft_leader_known", "1 when this node knows a leader", value=1.0 if status.leader else 0.0)
 
 
-class Metrics:
-    """The metrics of one server."""
+class _LoadCollector(Collector):
+    def __init__(self, load: Callable[[], tuple[int, int]]) -> None:
+        self.load = load
 
-    def __init__(self, node: "Node") -> None:
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        connections, in_flight = self.load()
+        yield GaugeMetricFamily("raftwork_http_connections", "HTTP connections open now", value=connections)
+        yield GaugeMetricFamily("raftwork_http_requests_in_flight", "HTTP requests being answered now", value=in_flight)
+
+
+class Metrics:
+    """The metrics of one server; ``load`` returns (open connections, requests in flight)."""
+
+    def __init__(self, node: "Node", load: Callable[[], tuple[int, int]] = lambda: (0, 0)) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(_RaftCollector(node))
+        self.registry.register(_LoadCollector(load))
         self.requests = Counter(
             "raftwork_http_requests", "HTTP requests answered", ["method", "route", "status"], registry=self.registry
         )

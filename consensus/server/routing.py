@@ -18,6 +18,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from consensus.errors import InvalidRequest, PayloadTooLarge, Unauthorized
+from consensus.server.members import check_membership_caller
 from consensus.server.schema import Schema, parse_json, validate
 
 if TYPE_CHECKING:
@@ -28,6 +29,8 @@ Handler = Callable[["Call"], Awaitable[Any]]
 
 IDEMPOTENCY_KEY_SCHEMA: Schema = {"type": "string", "minLength": 1, "maxLength": 256, "pattern": r"[\x21-\x7e]+"}
 TIMEOUT_HEADER = "X-Request-Timeout"
+# Below a millisecond no answer can come in time (5e-324 used to be accepted and always timed out).
+MIN_TIMEOUT_SECONDS = 0.001
 FORWARDED_HEADER = "X-Raft-Forwarded-By"
 
 
@@ -48,11 +51,16 @@ class Route:
     response: Schema = field(default_factory=lambda: {"type": "object"})
     response_type: str = "application/json"
     mutating: bool = False  # needs the bearer token (when one is set); accepts Idempotency-Key
+    membership: bool = False  # changes who is a member: never anonymous on a server beyond loopback
+    bounded: bool = True  # counts toward the in-flight and connection caps (liveness and metrics do not)
     # Whether this request must run on the leader (followers forward it); None: run here.
     on_leader: Callable[["Call"], bool] | None = None
     # When the leader's HTTP address is unknown, a read may still run here (through the log).
     local_fallback: bool = False
     errors: tuple[int, ...] = (400,)
+    # OpenAPI links from the 200 answer, by name: {"operationId": ..., "parameters": {...}}. Links
+    # from a write to the reads of the same resource are added by themselves.
+    links: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -119,16 +127,20 @@ def _parse_timeout(request: web.Request, default: float, maximum: float) -> floa
         value = float(raw)
     except ValueError:
         raise InvalidRequest(f"{TIMEOUT_HEADER} must be a number of seconds") from None
-    if not 0 < value <= maximum:  # also rejects NaN
-        raise InvalidRequest(f"{TIMEOUT_HEADER} must be more than 0 and at most {maximum:g} seconds")
+    if not MIN_TIMEOUT_SECONDS <= value <= maximum:  # also rejects NaN
+        raise InvalidRequest(f"{TIMEOUT_HEADER} must be from {MIN_TIMEOUT_SECONDS:g} to {maximum:g} seconds")
     return value
 
 
-async def _read_body(request: web.Request, route: Route, limit: int) -> tuple[Any, bytes]:
+async def _read_body(request: web.Request, route: Route, limit: int, timeout: float) -> tuple[Any, bytes]:
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"the body is {request.content_length} bytes, over the limit of {limit}")
     try:
-        raw = await request.read()
+        # A body that trickles in holds a slot in flight: bound it too.
+        async with asyncio.timeout(timeout):
+            raw = await request.read()
+    except TimeoutError:
+        raise InvalidRequest(f"the body did not arrive within {timeout:g}s") from None
     except web.HTTPRequestEntityTooLarge:
         raise PayloadTooLarge(f"the body is over the limit of {limit} bytes") from None
     except (OSError, asyncio.IncompleteReadError, HttpProcessingError) as exc:
@@ -149,6 +161,8 @@ async def _read_body(request: web.Request, route: Route, limit: int) -> tuple[An
 async def build_call(request: web.Request, server: "Server", route: Route) -> Call:
     """Check everything about ``request`` that ``route`` declares; raise a 4xx error if wrong."""
     config = server.config
+    if route.membership:
+        check_membership_caller(public=config.public, token=config.token)
     if route.mutating:
         _check_token(request, config.token)
     params = {}
@@ -162,5 +176,7 @@ async def build_call(request: web.Request, server: "Server", route: Route) -> Ca
     if route.mutating and "Idempotency-Key" in request.headers:
         key = request.headers["Idempotency-Key"]
         validate(key, IDEMPOTENCY_KEY_SCHEMA, "the Idempotency-Key header")
-    body, raw = await _read_body(request, route, config.max_body_bytes)
-    return Call(request, server, route, params, query, body, raw, key, time.monotonic() + timeout)
+    deadline = time.monotonic() + timeout
+    # The body may take as long as the headers may (a tiny deadline must not refuse a body already sent).
+    body, raw = await _read_body(request, route, config.max_body_bytes, max(timeout, config.limits.header_timeout))
+    return Call(request, server, route, params, query, body, raw, key, deadline)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from functools import lru_cache
-from typing import Any
+from typing import Any, Callable
 
 from consensus.errors import InvalidRequest
 
@@ -38,6 +38,23 @@ def obj(properties: dict[str, Schema], required: tuple[str, ...] = (), descripti
     if description:
         schema["description"] = description
     return schema
+
+
+# Say why a string breaks the pattern of a schema with this "format", in words (OpenAPI allows
+# formats of one's own; tools that do not know one ignore it).
+_EXPLAINERS: dict[str, Callable[[str], str]] = {}
+
+
+def explain_format(name: str, why_not: Callable[[str], str]) -> None:
+    """Register ``why_not(value)``: the reason a value of format ``name`` breaks its pattern."""
+    _EXPLAINERS[name] = why_not
+
+
+def _pattern_error(where: str, value: str, schema: Schema) -> InvalidRequest:
+    why_not = _EXPLAINERS.get(schema.get("format", ""))
+    if why_not is not None:
+        return InvalidRequest(f"{where} {value[:100]!r} is refused: {why_not(value)}")
+    return InvalidRequest(f"{where} must match {schema['pattern']}")
 
 
 @lru_cache(maxsize=256)
@@ -79,7 +96,7 @@ def validate(value: Any, schema: Schema, where: str = "body") -> None:
         if "maxLength" in schema and len(value) > schema["maxLength"]:
             raise InvalidRequest(f"{where} must have at most {schema['maxLength']} characters")
         if "pattern" in schema and not _compiled(schema["pattern"]).fullmatch(value):
-            raise InvalidRequest(f"{where} must match {schema['pattern']}")
+            raise _pattern_error(where, value, schema)
     elif kind == "array":
         if "maxItems" in schema and len(value) > schema["maxItems"]:
             raise InvalidRequest(f"{where} must have at most {schema['maxItems']} items")

@@ -26,6 +26,7 @@ from consensus.errors import ConsensusError
 from consensus.node import Node, NodeConfig
 from consensus.server.app import QuietParseErrors, Server, ServerConfig
 from consensus.server.apps import available_apps, load_apps, machines_for
+from consensus.server.listener import Limits, start_site
 
 log = logging.getLogger("consensus.serve")
 
@@ -48,6 +49,8 @@ class ServeSettings:
     token: str | None = None
     dial_routes: dict[str, tuple[str, int]] = field(default_factory=dict)
     exit_with_parent: bool = False
+    limits: Limits = field(default_factory=Limits)
+    fsync: str = "always"
 
 
 def parse_address(text: str, what: str) -> tuple[str, int]:
@@ -77,6 +80,10 @@ def parse_peers(text: str) -> tuple[list[str], dict[str, str]]:
     if not peers:
         raise UsageError("--peers needs at least one HOST:PORT")
     return peers, urls
+
+
+def _host_is_loopback(host: str) -> bool:
+    return is_loopback(f"[{host}]:1" if ":" in host else f"{host}:1")
 
 
 def _read_secret(path: str | None, flag: str) -> str | None:
@@ -109,8 +116,16 @@ def settings_from_args(args: argparse.Namespace) -> ServeSettings:
     if unknown:
         raise UsageError(f"unknown app {unknown[0]!r}; available: {', '.join(available_apps())}")
     secret = _read_secret(args.secret_file, "--secret-file")
-    if not is_loopback(args.id) and secret is None:
-        raise UsageError(f"--id {args.id} is not a loopback address: peers on other hosts need --secret-file")
+    if secret is None:
+        # The peer protocol is pickle: without a secret, whoever talks to the port runs code.
+        for address in [args.id, *peers]:
+            if not is_loopback(address):
+                what = "--id" if address == args.id else "the peer"
+                raise UsageError(f"{what} {address} is not a loopback address: peers on other hosts need --secret-file")
+    token = _read_secret(args.token_file, "--token-file")
+    if not _host_is_loopback(http_host) and token is None and not args.insecure_http:
+        raise UsageError(f"--http {args.http} is not a loopback address: give --token-file, or --insecure-http to serve "
+                         "writes to anyone who can reach it")
     routes: dict[str, tuple[str, int]] = {}
     for item in args.dial_route or ():
         peer, _, target = item.partition("=")
@@ -126,10 +141,23 @@ def settings_from_args(args: argparse.Namespace) -> ServeSettings:
         data_dir=args.data_dir,
         apps=apps,
         secret=secret,
-        token=_read_secret(args.token_file, "--token-file"),
+        token=token,
         dial_routes=routes,
         exit_with_parent=args.exit_with_parent,
+        limits=_limits(args),
+        fsync=args.fsync,
     )
+
+
+def _limits(args: argparse.Namespace) -> Limits:
+    for flag, value in (("--header-timeout", args.header_timeout), ("--idle-timeout", args.idle_timeout)):
+        if not 0 < value <= 3600:  # also refuses NaN
+            raise UsageError(f"{flag} must be more than 0 and at most 3600 seconds, not {value}")
+    for flag, count in (("--max-connections", args.max_connections), ("--max-in-flight", args.max_in_flight)):
+        if not 0 < count <= 1_000_000:
+            raise UsageError(f"{flag} must be from 1 to 1000000, not {count}")
+    return Limits(header_timeout=args.header_timeout, idle_timeout=args.idle_timeout,
+                  max_connections=args.max_connections, max_in_flight=args.max_in_flight)
 
 
 def _check_http_port(host: str, port: int) -> None:
@@ -161,23 +189,24 @@ async def serve(settings: ServeSettings) -> int:
         data_dir=settings.data_dir,
         secret=settings.secret,
         dial_routes=settings.dial_routes,
+        fsync=settings.fsync,
     )
     node = Node(config, machines_for(specs))
     try:
         await node.start()
     except (EngineStartError, OSError) as exc:
         raise CommandError(str(exc).splitlines()[0]) from None
-    server = Server(node, ServerConfig(http_url=settings.http_url, peer_http=settings.peer_http, token=settings.token), specs)
-    runner = web.AppRunner(server.build(), access_log=None, handle_signals=False)
+    server = Server(node, ServerConfig(http_url=settings.http_url, peer_http=settings.peer_http, token=settings.token,
+                                       public=not _host_is_loopback(settings.http_host), limits=settings.limits), specs)
+    runner: web.AppRunner | None = None
     try:
-        await runner.setup()
-        site = web.TCPSite(runner, settings.http_host, settings.http_port)
         try:
-            await site.start()
+            runner = await start_site(server, settings.http_host, settings.http_port, settings.limits)
         except OSError as exc:
             raise CommandError(f"cannot listen for HTTP on {settings.http_host}:{settings.http_port}: {exc.strerror or exc}") from None
-        if not is_loopback(settings.http_host) and settings.token is None:
-            log.warning("%s serves HTTP on %s without --token-file: anyone who can reach it can write", node.id, settings.http_url)
+        if not _host_is_loopback(settings.http_host) and settings.token is None:
+            log.warning("%s serves HTTP on %s without --token-file (--insecure-http): anyone who can reach it can write",
+                        node.id, settings.http_url)
         log.info("%s serving HTTP on %s with apps %s at term %d", node.id, settings.http_url, ",".join(settings.apps) or "none", node.status().term)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -189,7 +218,8 @@ async def serve(settings: ServeSettings) -> int:
             watcher.cancel()
         log.info("%s stopping at term %d", node.id, node.status().term)
     finally:
-        await runner.cleanup()
+        if runner is not None:
+            await runner.cleanup()
         await node.stop()
     log.info("%s stopped", node.id)
     return 0
@@ -222,8 +252,22 @@ def register(subparsers: Any) -> None:
     p.add_argument("--advertise-http", metavar="URL", help="this node's HTTP URL as others reach it (default http://HTTP)")
     p.add_argument("--data-dir", required=True, metavar="DIR", help="journal and snapshots live here")
     p.add_argument("--apps", default="counter", metavar="A,B", help=f"apps to serve (default counter; available: {', '.join(available_apps())})")
+    p.add_argument("--fsync", choices=["always", "never"], default="always",
+                   help="always (default): every entry and vote reaches the disk before it is acknowledged; "
+                        "never: survive process crashes only (tests)")
     p.add_argument("--secret-file", metavar="F", help="shared peer secret; required when --id is not a loopback address")
     p.add_argument("--token-file", metavar="F", help="bearer token every mutating HTTP request must carry")
+    p.add_argument("--insecure-http", action="store_true",
+                   help="serve HTTP beyond loopback without --token-file (membership changes stay refused)")
+    defaults = Limits()
+    p.add_argument("--header-timeout", type=float, default=defaults.header_timeout, metavar="SECONDS",
+                   help=f"close a connection that does not finish a request's headers in time (default {defaults.header_timeout:g})")
+    p.add_argument("--idle-timeout", type=float, default=defaults.idle_timeout, metavar="SECONDS",
+                   help=f"close an idle keep-alive connection after this long (default {defaults.idle_timeout:g})")
+    p.add_argument("--max-connections", type=int, default=defaults.max_connections, metavar="N",
+                   help=f"HTTP connections served at once; more get 503 overloaded (default {defaults.max_connections})")
+    p.add_argument("--max-in-flight", type=int, default=defaults.max_in_flight, metavar="N",
+                   help=f"requests answered at once; more get 503 overloaded (default {defaults.max_in_flight})")
     p.add_argument("--dial-route", action="append", metavar="PEER=HOST:PORT",
                    help="dial PEER at HOST:PORT instead (e.g. through a proxy); repeatable")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])

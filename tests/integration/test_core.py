@@ -197,13 +197,20 @@ async def test_bad_input_to_propose_is_refused_and_applies_nothing(cluster, mach
     assert await leader.read("kv", COUNT) == before + 1
 
 
-async def test_follower_refuses_writes_with_a_leader_hint(cluster):
+async def test_every_node_takes_proposals_and_leader_only_ones_get_a_hint(cluster):
     leader = cluster.leader()
-    follower = next(n for n in cluster.running() if n is not leader)
+    followers = [n for n in cluster.running() if n is not leader]
+    # A follower forwards to the leader, as pysyncobj and etcd-io/raft do by default.
+    results = await asyncio.gather(*(f.propose("kv", {"method": "incr", "args": ["via-follower"]}) for f in followers))
+    assert sorted(results) == [1, 2]
+    for node in cluster.running():
+        assert await node.read("kv", {"method": "get", "args": ["via-follower"]}) == 2
+    # forward=False keeps leader-only proposals: a definite NotLeader naming the leader, nothing submitted.
     with pytest.raises(NotLeader) as info:
-        await follower.propose("kv", put("a", 1))
+        await followers[0].propose("kv", put("a", 1), forward=False)
     assert info.value.leader == leader.id
     assert info.value.definite
+    assert await leader.read("kv", {"method": "get", "args": ["a"]}) is None
 
 
 async def test_apply_context_is_identical_on_every_replica(cluster):

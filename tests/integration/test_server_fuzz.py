@@ -148,7 +148,7 @@ RAW = [
 
 
 @pytest.mark.parametrize("data", RAW, ids=range(len(RAW)))
-def test_requests_that_are_not_even_http_get_a_400_and_leave_no_traceback(node, data):
+def test_requests_that_are_not_even_http_get_a_json_400_and_leave_no_traceback(node, data):
     import socket
 
     host, port = node.url.removeprefix("http://").split(":")
@@ -161,6 +161,9 @@ def test_requests_that_are_not_even_http_get_a_400_and_leave_no_traceback(node, 
         except (TimeoutError, ConnectionResetError):
             pass
     assert answer.startswith((b"HTTP/1.0 4", b"HTTP/1.1 4")), answer[:200]
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert b"application/json" in head, answer[:300]  # the same JSON error as every other error
+    assert json.loads(body)["error"]["code"] in ("invalid_request", "payload_too_large"), body
     assert requests.get(node.url + "/livez", timeout=5).status_code == 200
     assert "Traceback" not in node.log.read_text()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from consensus import codec
-from consensus.dispatch import Dispatcher, encode_entry
+from consensus.dispatch import SYSTEM, Dispatcher, encode_entry
 from consensus.errors import Rejected
 from consensus.machine import ReplicatedObject, command, query
 from consensus.testing.machines import KV
@@ -15,8 +15,8 @@ def op(machine, cmd, key=None):
     return [machine, codec.pack(cmd), key]
 
 
-def entry(*ops, time_ns=1_000, term=1):
-    return encode_entry(time_ns, term, list(ops))
+def entry(*ops, time_ns=1_000):
+    return encode_entry(time_ns, list(ops))
 
 
 def put(k, v):
@@ -55,11 +55,12 @@ def test_rejected_carries_reason_and_detail():
 def test_context_time_never_goes_backwards_and_seq_is_per_command():
     d = Dispatcher({"kv": KV()})
     stamp = {"method": "stamp"}
-    first = d.apply(entry(op("kv", stamp), op("kv", stamp), time_ns=5_000, term=2), index=10)
-    later = d.apply(entry(op("kv", stamp), time_ns=4_000, term=2), index=11)  # an older clock
-    barrier = d.apply(encode_entry(None, 2, [op("kv", stamp)]), index=12)  # a follower's barrier
-    stamps = [o.value for o in first + later + barrier]
+    first = d.apply(entry(op("kv", stamp), op("kv", stamp), time_ns=5_000), index=10, term=2)
+    later = d.apply(entry(op("kv", stamp), time_ns=4_000), index=11, term=2)  # an older clock
+    unstamped = d.apply(encode_entry(0, [op("kv", stamp)]), index=12, term=3)  # no time at all
+    stamps = [o.value for o in first + later + unstamped]
     assert [s[0] for s in stamps] == [10, 10, 11, 12]
+    assert [s[1] for s in stamps] == [2, 2, 2, 3]  # each entry's own term
     assert [s[2] for s in stamps] == [5_000, 5_000, 5_000, 5_000]
     assert [s[3] for s in stamps] == [1, 2, 3, 4]
 
@@ -79,7 +80,10 @@ def test_idempotency_key_replays_the_first_outcome():
 
 
 def test_idempotency_table_is_bounded_and_expires_by_leader_time():
-    d = Dispatcher({"kv": KV()}, dedup_capacity=3, dedup_ttl_ns=100)
+    d = Dispatcher({"kv": KV()})
+    # Limits are replicated state: set by a log entry, never by a node's configuration.
+    d.apply(entry(op(SYSTEM, {"op": "set_limits", "limits": {"idempotency_capacity": 3, "idempotency_ttl": 100}}),
+                  time_ns=999), index=1)
     inc = {"method": "incr", "args": ["n"]}
     for i in range(5):
         d.apply(entry(op("kv", inc, f"k{i}"), time_ns=1_000 + i), index=2 + i)
@@ -186,23 +190,23 @@ def test_time_entries_expire_leases_at_the_same_log_position_with_fresh_seqs():
     assert not d.wants_time
     seq_a = d.apply(entry(op("leases", {"name": "a", "ttl": 100}), time_ns=1_000), index=2)[0].value
     assert d.wants_time
-    d.apply(encode_entry(1_050, 1, []), index=3)  # a time entry before the deadline
+    d.apply(encode_entry(1_050, []), index=3)  # a time entry before the deadline
     assert d.machines["leases"].expired == []
-    d.apply(encode_entry(1_100, 1, []), index=4)  # at the deadline
+    d.apply(encode_entry(1_100, []), index=4)  # at the deadline
     [(name, seq)] = d.machines["leases"].expired
     assert name == "a" and seq > seq_a
     assert not d.wants_time
     # Once nothing wants time, later entries do not call the hook (nor spend sequence numbers).
     before = d.seq
-    d.apply(encode_entry(2_000, 1, []), index=5)
+    d.apply(encode_entry(2_000, []), index=5)
     assert d.seq == before
 
 
 def test_a_new_term_advances_time_even_when_the_clock_did_not_move():
     d = Dispatcher({"leases": Leases()})
-    d.apply(entry(op("leases", {"name": "a", "ttl": 10_000}), time_ns=1_000, term=1), index=2)
+    d.apply(entry(op("leases", {"name": "a", "ttl": 10_000}), time_ns=1_000), index=2, term=1)
     seq = d.seq
-    d.apply(encode_entry(1_000, 2, []), index=3)
+    d.apply(encode_entry(1_000, []), index=3, term=2)
     assert d.seq == seq + 1 and d.term == 2
 
 

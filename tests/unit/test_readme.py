@@ -16,7 +16,7 @@ def test_readme_embedding_example_runs_as_written():
     assert blocks, "README has no python example"
     result = subprocess.run([sys.executable, "-c", blocks[0]], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["3", "3", "True"]
+    assert result.stdout.split() == ["3", "5", "5", "True"]
 
 
 def test_readme_test_command_is_what_ci_runs():

@@ -1,27 +1,18 @@
-"""Never truncate a follower's log for entries it already holds (Raft section 5.3).
+"""The engine as it was before the Raft fixes, to show what the simulation finds in it.
 
-pysyncobj's follower deletes every entry after ``prevLogIdx`` whenever an AppendEntries message
-arrives with a ``prevLogIdx`` below its last entry, then appends what the message carries. The
-leader's send position rewinds each time an older acknowledgement arrives, so with entries sent
-as soon as they are queued, followers routinely receive entries they already hold, delete them
-(and anything after them), and re-append. Deleting entries a follower has acknowledged is unsafe:
-the leader may already count them towards a commit.
-
-Raft says: delete only from the first entry that *conflicts* (same index, different term).
-``trim_append`` rewrites such a message before pysyncobj sees it so that it starts where the
-follower's log stops matching:
-
-- entries the follower already holds with the same term are dropped from the message, and
-  ``prevLogIdx``/``prevLogTerm`` move forward to the last of them;
-- if the follower holds entries *beyond* the message that carry the message's own term, they were
-  sent by this same leader (one leader per term), so they are in the leader's log: the message
-  moves ``prevLogIdx`` to the follower's last entry and acknowledges them instead of deleting them;
-- anything else (a real conflict, entries of older terms) is left for pysyncobj to handle.
+``LegacyCore`` runs the same pysyncobj, journal, transport and clock as ``RaftCore`` but answers
+Raft messages the way raftwork 0.1.0 did (commit a756cd8): pysyncobj's own AppendEntries
+handling behind that release's ``trim_append`` filter (kept below, verbatim, as evidence), its own
+reply handling on the leader, no pre-vote, no vote filtering. ``python -m consensus.testing.sim
+--legacy`` sweeps seeds against it; the note on the engine-safety issue says what it found.
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable
+
+from consensus.engine import wire
+from consensus.engine.core import RaftCore
 
 
 def trim_append(message: dict[str, Any], term_at: Callable[[int], int | None], last_index: int) -> dict[str, Any]:
@@ -53,3 +44,23 @@ def trim_append(message: dict[str, Any], term_at: Callable[[int], int | None], l
     trimmed["prevLogTerm"] = term_at(new_prev)
     trimmed["entries"] = rest
     return trimmed
+
+
+class LegacyCore(RaftCore):
+    def _handle(self, node: Any, message: Any) -> None:
+        if wire.check(message) is not None:
+            return
+        kind = message["type"]
+        if kind in ("rw_prevote", "rw_prevote_resp", "rw_ping"):
+            return
+        if kind == "next_node_idx" and message["reset"] and self.raft.state == 2:
+            self.leader.rejections += 1  # counted for the repair measurement only
+        if kind == "append_entries" and len(self.raft.log):
+            message = trim_append(message, self.raft.term_at, self.raft.last_index())
+        self._pysyncobj_on_message(node, message)
+
+    def _before_tick(self) -> None:
+        pass  # pysyncobj campaigns on its own: no pre-vote
+
+    def _keepalive(self) -> None:
+        pass  # idle links between followers die on first use
