@@ -77,22 +77,28 @@ def latency_quantiles(history: Sequence[Op], path: Path, title: str = "", bucket
     points = latency_series(history)
     styles = ["-", "--", ":", "-."]
     for i, f in enumerate(_fs(history)):
-        buckets: dict[int, list[float]] = {}
-        for p in points:
-            if p["f"] == f:
-                buckets.setdefault(int(p["time"] / 1e9 // bucket_s), []).append(max(p["latency"], 1) / 1e6)
-        if not buckets:
-            continue
-        xs = list(range(min(buckets), max(buckets) + 1))
-        per = {b: quantiles(buckets[b]) for b in buckets}
-        for q, color in QUANTILE_COLORS.items():
-            ys = [per[b][q] if b in per else math.nan for b in xs]  # NaN: matplotlib breaks the line
-            ax.plot([(b + 0.5) * bucket_s for b in xs], ys, styles[i % len(styles)], color=color, lw=1,
-                    marker=".", ms=3, label=f"{f} {'max' if q == 1.0 else q}")
+        for q, xs, ys in quantile_lines(points, f, bucket_s):
+            ax.plot(xs, ys, styles[i % len(styles)], color=QUANTILE_COLORS[q], lw=1, marker=".", ms=3,
+                    label=f"{f} {'max' if q == 1.0 else q}")
     if points:
         ax.set_yscale("log")
     _shade(ax, history)
     return _finish(fig, ax, path, f"{title} latency quantiles", "latency (ms)")
+
+
+def quantile_lines(points: list[dict[str, Any]], f: str, bucket_s: float = 1.0) -> list[tuple[float, list[float], list[float]]]:
+    """Return, per quantile, the bucket midpoints (s) and latencies (ms) of ``f``'s completed ops;
+    a bucket with none is NaN, which matplotlib draws as a gap."""
+    buckets: dict[int, list[float]] = {}
+    for p in points:
+        if p["f"] == f:
+            buckets.setdefault(int(p["time"] / 1e9 // bucket_s), []).append(max(p["latency"], 1) / 1e6)
+    if not buckets:
+        return []
+    span = list(range(min(buckets), max(buckets) + 1))
+    per = {b: quantiles(values) for b, values in buckets.items()}
+    xs = [(b + 0.5) * bucket_s for b in span]
+    return [(q, xs, [per[b][q] if b in per else math.nan for b in span]) for q in QUANTILE_COLORS]
 
 
 def rate(history: Sequence[Op], path: Path, title: str = "", bucket_s: float = 1.0) -> Path:

@@ -65,3 +65,21 @@ def test_timeline_has_a_lane_per_process_and_no_external_assets():
     assert page.count('class="op crashed"') == 2  # the info read and the read that never completed
     assert 'class="nem"' in page and "partition" in page
     assert not re.search(r"<script|src=|href=|@import|url\(", page)
+
+
+def test_quantile_lines_leave_gaps_for_empty_seconds_and_info_is_drawn_on_top():
+    import math
+
+    from chaos.checker import latency_series
+    from chaos.report import plots
+
+    rec = Recorder(clock_ns=iter([0, 0, 500_000_000, 510_000_000, 3_500_000_000, 3_520_000_000]).__next__)
+    rec.restart()
+    for op in [("invoke", 0, "read", None), ("ok", 0, "read", 1), ("invoke", 0, "read", None), ("ok", 0, "read", 1)]:
+        rec.record(*op)
+    lines = plots.quantile_lines(latency_series(rec.ops), "read")
+    assert [q for q, _, _ in lines] == [0.5, 0.95, 0.99, 1.0]
+    _, xs, ys = lines[0]
+    assert xs == [0.5, 1.5, 2.5, 3.5] and ys[0] == 10.0 and ys[3] == 20.0
+    assert math.isnan(ys[1]) and math.isnan(ys[2])  # no line drawn across seconds 1-3
+    assert plots.DRAW_ORDER[-1] == "info" and plots.Z["info"] > plots.Z["fail"] > plots.Z["ok"]
