@@ -324,8 +324,8 @@ class ChaosCluster:
     async def restart(self, name: str, timeout: float = 30.0) -> None:
         """Start a killed (or exited) node again: same data dir, ports and routes; wait until it serves HTTP."""
         self._check(name)
-        self._killed.discard(name)
         await self._nodes().restart(name, timeout)
+        self._killed.discard(name)  # only once it runs: a failed restart leaves it for the final heal
         log.info("chaos cluster: restarted %s as pid %s", name, self.node(name).pid)
 
     async def pause(self, name: str) -> None:
