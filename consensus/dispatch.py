@@ -116,7 +116,11 @@ class Dispatcher:
         self.seq = 0
         self.wants_time = False  # some machine holds expiring state (read by the node's time ticker)
         # key -> (time_ns, digest, outcome wire form); insertion order is time order.
-        self.dedup: collections.OrderedDict[str, tuple[int, bytes, list[Any]]] = collections.OrderedDict()
+        # Keys in the order they came (a deque: evicting from the front of a dict would scan the
+        # holes that deletions leave); a plain dict and a deque both copy at memory speed (the
+        # snapshot capture). Keys are never updated, only added and forgotten oldest first.
+        self.dedup: dict[str, tuple[int, bytes, list[Any]]] = {}
+        self._dedup_order: collections.deque[str] = collections.deque()
         self.last_index = 0
 
     # -- applying ----------------------------------------------------------------------------
@@ -252,18 +256,18 @@ class Dispatcher:
 
     def _remember(self, key: str, digest: bytes, wire: list[Any]) -> None:
         self.dedup[key] = (self.time_ns, digest, wire)
+        self._dedup_order.append(key)
         while len(self.dedup) > self.sessions.limits.idempotency_capacity:
-            self.dedup.popitem(last=False)
+            del self.dedup[self._dedup_order.popleft()]
 
     def _expire(self) -> None:
-        while len(self.dedup) > self.sessions.limits.idempotency_capacity:
-            self.dedup.popitem(last=False)
-        horizon = self.time_ns - self.sessions.limits.idempotency_ttl
-        while self.dedup:
-            key, (stamped, _, _) = next(iter(self.dedup.items()))
-            if stamped >= horizon:
-                break
-            self.dedup.popitem(last=False)
+        """Forget keys beyond the capacity and keys older than the window, oldest first."""
+        order, limits = self._dedup_order, self.sessions.limits
+        while len(self.dedup) > limits.idempotency_capacity:
+            del self.dedup[order.popleft()]
+        horizon = self.time_ns - limits.idempotency_ttl
+        while order and self.dedup[order[0]][0] < horizon:
+            del self.dedup[order.popleft()]
 
     # -- queries -----------------------------------------------------------------------------
 
@@ -310,14 +314,14 @@ class Dispatcher:
             else:
                 blob = machine.snapshot()
                 parts[name] = lambda blob=blob: blob  # type: ignore[misc]
-        dedup = list(self.dedup.items())
+        dedup = self.dedup.copy()  # values are immutable tuples: a shallow copy is a consistent view
         sessions = self.sessions.capture()
         header = {"v": 1, "time_ns": self.time_ns, "term": self.term, "seq": self.seq, "index": self.last_index}
 
         def encode() -> bytes:
             return codec.pack(
                 dict(header, machines={name: part() for name, part in parts.items()},
-                     dedup=[[k, t, d, w] for k, (t, d, w) in dedup], sessions=SessionTable.encode(sessions))
+                     dedup=[[k, t, d, w] for k, (t, d, w) in dedup.items()], sessions=SessionTable.encode(sessions))
             )
 
         return encode
@@ -337,7 +341,8 @@ class Dispatcher:
                 log.warning("snapshot has state for machine %r, which this node does not run", name)
                 continue
             machine.restore(blob)
-        self.dedup = collections.OrderedDict((k, (t, d, w)) for k, t, d, w in state["dedup"])
+        self.dedup = {k: (t, d, w) for k, t, d, w in state["dedup"]}
+        self._dedup_order = collections.deque(self.dedup)
         self.sessions = SessionTable()
         if "sessions" in state:
             self.sessions.restore(state["sessions"])

@@ -671,9 +671,18 @@ class Node:
 
     async def open_session(self, *, timeout: float | None = None) -> "ClientSession":
         """Register a client session (a log entry): its requests are exactly-once, retries included."""
+        return ClientSession(self, await self.register_client(timeout=timeout), timeout)
+
+    async def register_client(self, *, timeout: float | None = None) -> int:
+        """Register a client in the replicated session table; return its id (``open_session`` wraps it)."""
         self._check_running()
-        client_id = await self._submit(SYSTEM, codec.pack({"op": "register_client"}), None, None, timeout)
-        return ClientSession(self, int(client_id), timeout)
+        return int(await self._submit(SYSTEM, codec.pack({"op": "register_client"}), None, None, timeout))
+
+    async def close_client(self, client_id: int, *, timeout: float | None = None) -> bool:
+        """Drop a client's session and the outcomes it keeps; False if it was not there."""
+        self._check_running()
+        command = codec.pack({"op": "close_client", "client_id": int(client_id)})
+        return bool(await self._submit(SYSTEM, command, None, None, timeout))
 
     async def set_limits(self, *, timeout: float | None = None, **limits: int) -> dict[str, int]:
         """Change replicated limits (session TTL, sessions, idempotency window...) through the log."""
@@ -886,8 +895,7 @@ class ClientSession:
 
     async def close(self) -> None:
         """Drop the session and the outcomes it keeps (a log entry)."""
-        await self.node._submit(SYSTEM, codec.pack({"op": "close_client", "client_id": self.client_id}), None, None,
-                                self._timeout)
+        await self.node.close_client(self.client_id, timeout=self._timeout)
 
 
 def _check_address(address: str) -> None:

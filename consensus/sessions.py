@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import collections
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 SECOND = 10**9
 
@@ -55,13 +55,13 @@ class Limits:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
-class Session:
-    __slots__ = ("last_active", "lowest", "results")
+class Session(NamedTuple):
+    """One client's entry: immutable, replaced on every change, so a snapshot's shallow copy of the
+    table stays consistent while later entries apply (the copy-on-write capture)."""
 
-    def __init__(self, last_active: int, lowest: int = 1, results: dict[int, list[Any]] | None = None) -> None:
-        self.last_active = last_active
-        self.lowest = lowest
-        self.results: dict[int, list[Any]] = results or {}  # seq -> [request digest, outcome wire]
+    last_active: int
+    lowest: int = 1
+    results: tuple[tuple[int, bytes, list[Any]], ...] = ()  # (seq, request digest, outcome wire)
 
 
 class SessionTable:
@@ -83,30 +83,35 @@ class SessionTable:
 
     def lookup(self, client_id: int, seq: int, lowest: int, digest: bytes, time_ns: int) -> tuple[str, Any]:
         """Decide a request: ("apply", None), ("replay", wire), ("expired", None),
-        ("mismatch", None) (the number was used for another request) or ("full", None)."""
+        ("mismatch", None) (the number was used for another request), ("acknowledged", None) (a
+        stray copy of a request the client already has the answer to) or ("full", None)."""
         session = self.sessions.get(client_id)
         if session is None:
             return "expired", None
-        session.last_active = max(session.last_active, time_ns)
-        self.sessions.move_to_end(client_id)
+        results = session.results
         if lowest > session.lowest:
-            for done in [s for s in session.results if s < lowest]:
-                del session.results[done]
-            session.lowest = lowest
-        kept = session.results.get(seq)
-        if kept is not None:
-            return ("replay", kept[1]) if kept[0] == digest else ("mismatch", None)
+            results = tuple(r for r in results if r[0] >= lowest)
+        session = Session(max(session.last_active, time_ns), max(lowest, session.lowest), results)
+        self.sessions[client_id] = session
+        self.sessions.move_to_end(client_id)
+        for kept_seq, kept_digest, wire in results:
+            if kept_seq == seq:
+                return ("replay", wire) if kept_digest == digest else ("mismatch", None)
         if seq < session.lowest:
             # The client said it has this outcome already: a stray copy of an old request.
             return "acknowledged", None
-        if len(session.results) >= self.limits.max_pending:
+        if len(results) >= self.limits.max_pending:
             return "full", None
         return "apply", None
 
     def record(self, client_id: int, seq: int, digest: bytes, wire: list[Any]) -> None:
         session = self.sessions.get(client_id)
         if session is not None:
-            session.results[seq] = [digest, wire]
+            self.sessions[client_id] = session._replace(results=session.results + ((seq, digest, wire),))
+
+    def pending(self, client_id: int) -> list[int]:
+        session = self.sessions.get(client_id)
+        return [] if session is None else [r[0] for r in session.results]
 
     def expire(self, time_ns: int) -> None:
         horizon = time_ns - self.limits.session_ttl
@@ -118,21 +123,20 @@ class SessionTable:
 
     # -- snapshots ---------------------------------------------------------------------------
 
-    def capture(self) -> list[Any]:
-        """A copy of the table that later applies cannot change (results are replaced, not mutated)."""
-        return [self.limits.to_wire(),
-                [[cid, s.last_active, s.lowest, dict(s.results)] for cid, s in self.sessions.items()]]
+    def capture(self) -> "tuple[Limits, collections.OrderedDict[int, Session]]":
+        """A consistent copy with no per-session Python work: sessions are immutable values."""
+        return self.limits, self.sessions.copy()
 
     @staticmethod
-    def encode(captured: list[Any]) -> list[Any]:
+    def encode(captured: "tuple[Limits, collections.OrderedDict[int, Session]]") -> list[Any]:
         limits, sessions = captured
-        return [limits, [[cid, last, lowest, [[seq, r[0], r[1]] for seq, r in sorted(results.items())]]
-                         for cid, last, lowest, results in sessions]]
+        return [limits.to_wire(), [[cid, s.last_active, s.lowest, [list(r) for r in s.results]]
+                                   for cid, s in sessions.items()]]
 
     def restore(self, data: list[Any]) -> None:
         limits, sessions = data
         self.limits = Limits.from_wire(limits)
         self.sessions = collections.OrderedDict(
-            (cid, Session(last, lowest, {seq: [digest, wire] for seq, digest, wire in results}))
+            (cid, Session(last, lowest, tuple((seq, digest, wire) for seq, digest, wire in results)))
             for cid, last, lowest, results in sessions
         )

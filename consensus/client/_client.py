@@ -4,9 +4,16 @@ Every call has one deadline. Writes and linearizable reads go to the cached lead
 from ``X-Raft-Leader-Url`` on any answer); stale reads and first contact pick an endpoint by
 strategy. An attempt that gets no answer within ``attempt_timeout`` is checked and given up if
 its node is gone or deposed (see ``Client._attempt``), so a write stuck on a cut-off leader moves
-to the new one about when it is elected, not when the deadline passes. A write gets one idempotency key for the whole logical request and keeps it on every
-retry, so retrying after an unknown outcome cannot apply it twice. If the deadline passes after
-any attempt whose outcome is unknown, the call raises ``Indeterminate``, never a definite error.
+to the new one about when it is elected, not when the deadline passes.
+
+Exactly-once: by default the client registers a client session with the cluster on its first
+write (``POST /v1/clients``) and numbers every write (``X-Raft-Session: CLIENT:SEQ:LOWEST``); a
+retry carries the same number, so retrying after an unknown outcome cannot apply it twice,
+however late it comes. Each write also gets one idempotency key for the whole logical request
+(scoped to the client). If the session expired and no attempt of this write had an unknown
+outcome, the client opens a new session and goes on (nothing was applied); if one had, the call
+raises ``Indeterminate``: a second apply is never silent. If the deadline passes after any
+attempt whose outcome is unknown, the call raises ``Indeterminate``, never a definite error.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from consensus.errors import (
     InvalidRequest,
     NotLeader,
     Overloaded,
+    SessionExpired,
     Unavailable,
     from_dict,
 )
@@ -72,6 +80,7 @@ class Client:
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
         attempt_timeout: float | None = 0.5,
+        sessions: bool = True,
     ) -> None:
         if isinstance(endpoints, str):
             endpoints = [e for e in endpoints.split(",") if e.strip()]
@@ -92,6 +101,11 @@ class Client:
         self._leader: str | None = None
         self._session: aiohttp.ClientSession | None = None
         self._connect_errors_definite = False  # set when the session is made (see _get_session)
+        self.sessions = sessions  # number writes in a client session (exactly-once)
+        self.client_id: int | None = None
+        self._next_seq = 1
+        self._outstanding: set[int] = set()
+        self._registering: asyncio.Lock | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -102,9 +116,27 @@ class Client:
         return self._session
 
     async def close(self) -> None:
+        """Close the client session with the cluster (best effort: it expires anyway) and the pool."""
+        if self.client_id is not None and self._session is not None and not self._session.closed:
+            client_id, self.client_id = self.client_id, None
+            try:
+                await self.request("DELETE", f"/v1/clients/{client_id}", write=True, timeout=1.0, _numbered=False)
+            except ConsensusError:
+                pass
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+    async def _client_session(self, deadline: float) -> int:
+        """Register this client's session with the cluster once (a log entry)."""
+        if self._registering is None:
+            self._registering = asyncio.Lock()
+        async with self._registering:
+            if self.client_id is None:
+                remaining = max(0.05, deadline - self._clock())
+                answer = await self.request("POST", "/v1/clients", write=True, timeout=remaining, _numbered=False)
+                self.client_id = int(answer.body["client_id"])
+            return self.client_id
 
     async def __aenter__(self) -> "Client":
         return self
@@ -130,15 +162,44 @@ class Client:
         leader: bool = True,
         timeout: float | None = None,
         idempotency_key: str | None = None,
+        _numbered: bool = True,
     ) -> Response:
         """Send one logical request, retrying until it succeeds, fails definitely, or time is up.
 
         ``write``: it changes state; it gets an idempotency key (``idempotency_key`` or a new
-        one) reused on every retry. ``leader``: send it to the leader (writes, linearizable
-        reads); otherwise any endpoint picked by strategy answers it.
+        one) reused on every retry and, with sessions on, a number in the client session.
+        ``leader``: send it to the leader (writes, linearizable reads); otherwise any endpoint
+        picked by strategy answers it.
         """
         budget = self.timeout if timeout is None else timeout
         deadline = self._clock() + budget
+        if write and self.sessions and _numbered:
+            return await self._numbered_write(method, path, body, params, leader, deadline, budget, idempotency_key)
+        return await self._request(method, path, body, params, write, leader, deadline, budget, idempotency_key, None)
+
+    async def _numbered_write(self, method: str, path: str, body: Any, params: Mapping[str, str] | None, leader: bool,
+                              deadline: float, budget: float, idempotency_key: str | None) -> Response:
+        seq = self._next_seq
+        self._next_seq += 1
+        self._outstanding.add(seq)
+        key = idempotency_key or uuid.uuid4().hex
+        try:
+            while True:
+                client_id = await self._client_session(deadline)
+                try:
+                    return await self._request(method, path, body, params, True, leader, deadline, budget, key,
+                                               lambda: f"{client_id}:{seq}:{min(self._outstanding)}")
+                except SessionExpired:
+                    if self.client_id == client_id:
+                        self.client_id = None  # nothing was applied: open a new session and go on
+                    if deadline - self._clock() <= 0:
+                        raise
+        finally:
+            self._outstanding.discard(seq)
+
+    async def _request(self, method: str, path: str, body: Any, params: Mapping[str, str] | None, write: bool,
+                       leader: bool, deadline: float, budget: float, idempotency_key: str | None,
+                       session: Callable[[], str] | None) -> Response:
         key = (idempotency_key or uuid.uuid4().hex) if write else None
         uncertain = False  # an attempt may have applied the write
         last_error: ConsensusError = Unavailable("no endpoint answered")
@@ -152,7 +213,8 @@ class Client:
             url = await self._choose(leader or write, tried, remaining)
             tried.append(url)
             try:
-                response = await self._attempt(url, method, path, body, params, key, deadline, leader or write)
+                response = await self._attempt(url, method, path, body, params, key, deadline, leader or write,
+                                               session() if session is not None else None)
             except _ConnectFailed as exc:
                 uncertain = uncertain or (write and not self._connect_errors_definite)
                 last_error = Unavailable(f"cannot reach {url}: {exc}")
@@ -188,6 +250,10 @@ class Client:
                 self._leader = None  # a leader that cannot commit may be cut off: rediscover
                 await self._pause(attempt, deadline)
                 continue
+            if isinstance(error, SessionExpired) and uncertain:
+                # An earlier attempt may have applied under the expired session: a new session
+                # would apply it again. Say the outcome is unknown instead.
+                raise Indeterminate(f"the client session expired after an attempt whose outcome is unknown: {error.message}")
             raise error
         if uncertain and last_error.definite:
             raise Indeterminate(f"deadline of {budget:.2f}s passed; an earlier attempt may have applied: {last_error.message}")
@@ -228,11 +294,14 @@ class Client:
             return False
 
     async def _send(
-        self, url: str, method: str, path: str, body: Any, params: Mapping[str, str] | None, key: str | None, remaining: float
+        self, url: str, method: str, path: str, body: Any, params: Mapping[str, str] | None, key: str | None,
+        remaining: float, session: str | None = None,
     ) -> Response:
         headers = {"X-Request-Timeout": f"{min(60.0, max(0.05, remaining - _SERVER_SLACK)):.3f}"}
         if key is not None:
             headers["Idempotency-Key"] = key
+        if session is not None:
+            headers["X-Raft-Session"] = session
         if self._token is not None:
             headers["Authorization"] = f"Bearer {self._token}"
         data = None
@@ -256,7 +325,7 @@ class Client:
             raise _Lost(type(exc).__name__) from None
 
     async def _attempt(self, url: str, method: str, path: str, body: Any, params: Mapping[str, str] | None,
-                       key: str | None, deadline: float, to_leader: bool) -> Response:
+                       key: str | None, deadline: float, to_leader: bool, session: str | None = None) -> Response:
         """Send one attempt; after ``attempt_timeout`` without an answer, check that it is worth waiting for.
 
         A request stuck on a deposed or cut-off leader would otherwise wait out the whole deadline
@@ -266,7 +335,7 @@ class Client:
         leader at a newer term than the one this node last answered with. Checks repeat four
         times as often after the first, so the retry follows an election closely.
         """
-        send = asyncio.ensure_future(self._send(url, method, path, body, params, key, deadline - self._clock()))
+        send = asyncio.ensure_future(self._send(url, method, path, body, params, key, deadline - self._clock(), session))
         if self.attempt_timeout is None:
             return await send
         interval = self.attempt_timeout

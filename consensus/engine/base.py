@@ -81,9 +81,8 @@ class EngineStatus:
     peers: tuple[PeerStatus, ...] = ()
     has_quorum: bool = False
     log_size: int = 0
-    healthy: bool = True  # False: cannot persist (or removed); it neither votes nor appends
+    healthy: bool = True  # False: cannot persist; it neither votes nor appends
     problem: str | None = None  # why not healthy
-    member: bool = True  # False once this node's removal from the cluster is in its log
 
 
 @dataclass(frozen=True)

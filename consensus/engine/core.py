@@ -100,7 +100,6 @@ class RaftCore:
         self.snapshots = SnapshotStore(os.path.join(data_dir, "raft.snapshot"), hooks, node_class, durable=durable,
                                        runner=snapshot_runner, node_id=config.node_id)
         self.replicator = _Replicator(hooks)
-        self.removed = False
         others = [node_class(p) for p in config.peers if p != config.node_id]
         extra = {"transport": transport} if transport is not None else {"transportClass": PeerTransport}
         self.so = SyncObj(node_class(config.node_id), others, conf=self._conf(data_dir), consumers=[self.replicator],
@@ -258,6 +257,14 @@ class RaftCore:
 
     def _after_tick(self) -> None:
         raft = self.raft
+        if raft.state == FOLLOWER and raft.leader is not None and \
+                self.clock() - self.elections.last_leader_contact > 2 * self.config.election_timeout[1]:
+            # pysyncobj keeps naming a leader it no longer hears from when it cannot campaign (a
+            # node cut off from everyone, or removed from the cluster: the others drop it, and
+            # it never learns). Say "no leader", so it stops reporting ready and serving as if
+            # it were part of the cluster.
+            log.warning("%s lost contact with leader %s at term %d", self.node_id, raft.leader.id, raft.current_term)
+            raft.leader = None
         self._advance_transfer()
         if self._pause_appends_until and raft.state != LEADER and raft.leader is not None:
             self._pause_appends_until = 0.0  # the transfer completed: queued commands go to the new leader
@@ -345,7 +352,7 @@ class RaftCore:
             return
         kind = message["type"]
         if kind in _RAFT_MESSAGES and self.blocked() is not None:
-            return  # cannot persist (or no longer a member): neither vote nor append
+            return  # cannot persist: neither vote nor append
         if kind == "append_entries":
             self.follower.on_append_entries(node, message)
         elif kind == "next_node_idx":
@@ -390,16 +397,7 @@ class RaftCore:
     def _on_change_cluster(self, request: Any, reverse: bool = False) -> bool:
         changed = self._change_cluster(request, reverse)
         kind, member = request[0], request[1]
-        if member == self.node_id and kind == "rem":
-            if self.removed != (not reverse):
-                self.removed = not reverse
-                if self.removed:
-                    log.warning("%s was removed from the cluster at term %d: it no longer votes or reports ready",
-                                self.node_id, self.raft.current_term)
-                else:
-                    log.warning("%s membership change rolled back: removing %s (term %d)", self.node_id, member,
-                                self.raft.current_term)
-        elif changed:
+        if changed:
             verb = {("add", False): "added", ("rem", False): "removed", ("add", True): "rolled back adding",
                     ("rem", True): "rolled back removing"}.get((kind, reverse), kind)
             log.warning("%s membership change: %s %s (term %d)", self.node_id, verb, member, self.raft.current_term)
@@ -411,6 +409,4 @@ class RaftCore:
         """Why this node may neither vote nor append now, or None."""
         if self.journal.failure is not None:
             return f"journal unavailable: {self.journal.failure}"
-        if self.removed:
-            return "removed from the cluster"
         return None

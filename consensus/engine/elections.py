@@ -18,8 +18,7 @@ campaigns too, fails (nobody votes for it), and has raised every term on the way
   tagged ``rw_transfer`` so voters honour them even while they hear from the current leader;
 - any other ``request_vote`` is dropped by a node that heard from a leader within the minimum
   election timeout, or that is the leader: a disruptive server cannot depose a working leader;
-- a node that cannot persist its vote (journal unavailable) or that was removed from the
-  cluster neither campaigns nor votes.
+- a node that cannot persist its vote (journal unavailable) neither campaigns nor votes.
 """
 
 from __future__ import annotations

@@ -273,7 +273,6 @@ class PysyncobjEngine:
             log_size=self._log_size,
             healthy=problem is None,
             problem=problem,
-            member=not core.removed,
         )
         self._status = new
         if self._listeners:

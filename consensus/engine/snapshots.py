@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from typing import Any, Callable
 
 import msgpack
@@ -68,11 +69,13 @@ class SnapshotStore:
             self._state = SERIALIZER_STATE.SERIALIZING
         capture = getattr(self.hooks, "capture", None)
         encode: Callable[[], bytes]
+        started = time.perf_counter()
         if capture is not None:
             encode = capture()
         else:
             blob = self.hooks.snapshot()
             encode = lambda: blob  # noqa: E731
+        self.last_capture_seconds = time.perf_counter() - started
         header = {"v": 1, "last": list(last), "prev": list(prev), "cluster": sorted(n.id for n in cluster)}
 
         def write() -> None:

@@ -97,7 +97,8 @@ class Server:
         if call.remaining() <= 0:  # not submitted: say so definitely rather than "unknown"
             raise Unavailable("the request's deadline passed before it could be submitted", leader=self.node.id)
         try:
-            result = await self.node.propose(machine, command, idempotency_key=call.idempotency_key, timeout=call.remaining())
+            result = await self.node.propose(machine, command, idempotency_key=call.idempotency_key,
+                                             timeout=call.remaining(), session=call.session)
         except ConsensusError as exc:
             self.metrics.proposals.labels(machine, exc.code).inc()
             raise
@@ -141,7 +142,7 @@ class Server:
             result = await self._run_on_leader(call)
         else:
             result = await route.handler(call)
-        response = result if isinstance(result, web.StreamResponse) else _json_response(result)
+        response = result if isinstance(result, web.StreamResponse) else _json_response(result, route.success_status)
         if call.read_index is not None:
             response["read_index"] = call.read_index
         return response

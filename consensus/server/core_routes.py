@@ -49,7 +49,6 @@ STATUS_SCHEMA = obj(
         "log_size": {"type": "integer"},
         "healthy": {"type": "boolean", "description": "false: this node cannot persist; it neither votes nor appends"},
         "problem": {"type": "string", "nullable": True, "description": "why the node is not healthy"},
-        "member": {"type": "boolean", "description": "false once this node's removal is in its log"},
         "apps": {"type": "array", "items": {"type": "string"}},
         "peers": {"type": "array", "items": _PEER_SCHEMA},
         "state_digest": {"type": "string", "description": "with ?digest=true: a hash of every machine's state at digest_index"},
@@ -74,7 +73,6 @@ def status_body(call: Call) -> dict[str, Any]:
         "log_size": status.log_size,
         "healthy": status.healthy,
         "problem": status.problem,
-        "member": status.member,
         "apps": [app.name for app in server.apps],
         "peers": [
             {
@@ -98,8 +96,6 @@ async def _status(call: Call) -> Any:
 
 async def _readyz(call: Call) -> Any:
     status = call.node.status()
-    if not status.member:
-        raise Unavailable(f"{status.id} was removed from the cluster")
     if not status.healthy:
         raise Unavailable(f"{status.id} cannot take part: {status.problem}")
     if status.leader is None:
@@ -161,6 +157,17 @@ def _always(call: Call) -> bool:
     return True
 
 
+async def _open_client(call: Call) -> Any:
+    client_id = await call.node.register_client(timeout=call.remaining())
+    return {"client_id": client_id, "session_ttl_ms": call.node.limits()["session_ttl"] // 10**6}
+
+
+async def _close_client(call: Call) -> Any:
+    if not await call.node.close_client(int(call.params["id"]), timeout=call.remaining()):
+        raise NotFound(f"no client session {call.params['id']}")
+    return {"closed": int(call.params["id"])}
+
+
 def core_routes() -> list[Route]:
     """Return the routes every node serves, whatever its apps."""
     return [
@@ -182,6 +189,18 @@ def core_routes() -> list[Route]:
         Route("DELETE", "/v1/members/{id}", _remove_member, "removeMember", "remove a member (one change at a time)",
               tag="cluster", path_params={"id": ADDRESS_SCHEMA}, response=obj({"removed": {"type": "string"}}),
               mutating=True, membership=True, on_leader=_always, errors=(400, 404, 409)),
+        Route("POST", "/v1/clients", _open_client, "openClientSession",
+              "register a client session: writes carrying X-Raft-Session apply once per (client, number)",
+              tag="cluster", body_required=False,
+              response=obj({"client_id": {"type": "integer"}, "session_ttl_ms": {"type": "integer"}},
+                           required=("client_id", "session_ttl_ms")),
+              mutating=True, on_leader=_always, errors=(400,), success_status=201,
+              links={"closeClientSession": {"operationId": "closeClientSession",
+                                            "parameters": {"id": "$response.body#/client_id"}}}),
+        Route("DELETE", "/v1/clients/{id}", _close_client, "closeClientSession",
+              "drop a client session and the outcomes it keeps", tag="cluster",
+              path_params={"id": {"type": "string", "pattern": "[1-9][0-9]{0,17}", "maxLength": 18}},
+              response=obj({"closed": {"type": "integer"}}), mutating=True, on_leader=_always, errors=(400, 404)),
         Route("POST", "/v1/leader/transfer", _transfer_leader, "transferLeader",
               "hand leadership to a member (or the most caught-up follower)", tag="cluster",
               body=obj({"to": ADDRESS_SCHEMA}), body_required=False,

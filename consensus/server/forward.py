@@ -26,7 +26,7 @@ from consensus.server.routing import FORWARDED_HEADER, TIMEOUT_HEADER
 if TYPE_CHECKING:
     from consensus.server.routing import Call
 
-_PASSED_HEADERS = ("Idempotency-Key", "Authorization")
+_PASSED_HEADERS = ("Idempotency-Key", "X-Raft-Session", "Authorization")
 _MAX_RESPONSE_BYTES = 16 << 20
 # Give the leader a little less time than we have, so its answer (even a 504) reaches us in time.
 _SLACK_SECONDS = 0.25

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from consensus.server.routing import IDEMPOTENCY_KEY_SCHEMA, MIN_TIMEOUT_SECONDS, TIMEOUT_HEADER, Route
+from consensus.server.routing import (
+    IDEMPOTENCY_KEY_SCHEMA,
+    MIN_TIMEOUT_SECONDS,
+    SESSION_HEADER,
+    SESSION_SCHEMA,
+    TIMEOUT_HEADER,
+    Route,
+)
 from consensus.server.schema import Schema
 
 ERROR_SCHEMA: Schema = {
@@ -94,11 +101,17 @@ def _operation(route: Route, max_timeout: float, routes: Sequence[Route] = (), t
              "description": "makes the write exactly-once: a retry with the same key gets the first outcome",
              "schema": anchored(IDEMPOTENCY_KEY_SCHEMA)}
         )
-    ok = {"description": "OK", "content": {route.response_type: {"schema": anchored(route.response)}}}
+        params.append(
+            {"name": SESSION_HEADER, "in": "header", "required": False,
+             "description": "CLIENT:SEQ:LOWEST of a client session (POST /v1/clients): the write applies once per "
+                            "(client, SEQ); LOWEST is the lowest number the client still awaits",
+             "schema": anchored(SESSION_SCHEMA)}
+        )
+    ok = {"description": "Created" if route.success_status == 201 else "OK", "content": {route.response_type: {"schema": anchored(route.response)}}}
     links = _links(route, routes)
     if links:
         ok["links"] = links
-    responses: dict[str, Any] = {"200": ok}
+    responses: dict[str, Any] = {str(route.success_status): ok}
     statuses = set(route.errors) | {400, 413}
     if route.mutating:
         statuses.add(401)

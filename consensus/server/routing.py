@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 Handler = Callable[["Call"], Awaitable[Any]]
 
 IDEMPOTENCY_KEY_SCHEMA: Schema = {"type": "string", "minLength": 1, "maxLength": 256, "pattern": r"[\x21-\x7e]+"}
+SESSION_HEADER = "X-Raft-Session"
+# CLIENT:SEQ:LOWEST: the client session's id, this request's number, the lowest number it still awaits.
+SESSION_SCHEMA: Schema = {"type": "string", "maxLength": 64, "pattern": r"[1-9][0-9]{0,17}:[1-9][0-9]{0,17}:[1-9][0-9]{0,17}"}
 TIMEOUT_HEADER = "X-Request-Timeout"
 # Below a millisecond no answer can come in time (5e-324 used to be accepted and always timed out).
 MIN_TIMEOUT_SECONDS = 0.001
@@ -50,6 +53,7 @@ class Route:
     body_required: bool = True
     response: Schema = field(default_factory=lambda: {"type": "object"})
     response_type: str = "application/json"
+    success_status: int = 200  # 201 for routes that create something (a session)
     mutating: bool = False  # needs the bearer token (when one is set); accepts Idempotency-Key
     membership: bool = False  # changes who is a member: never anonymous on a server beyond loopback
     bounded: bool = True  # counts toward the in-flight and connection caps (liveness and metrics do not)
@@ -77,6 +81,7 @@ class Call:
     idempotency_key: str | None
     deadline: float  # time.monotonic() by which the answer is due
     read_index: int | None = None  # set by reads: the log index the answer reflects
+    session: tuple[int, int, int] | None = None  # from X-Raft-Session on writes
 
     @property
     def node(self) -> "Node":
@@ -176,7 +181,15 @@ async def build_call(request: web.Request, server: "Server", route: Route) -> Ca
     if route.mutating and "Idempotency-Key" in request.headers:
         key = request.headers["Idempotency-Key"]
         validate(key, IDEMPOTENCY_KEY_SCHEMA, "the Idempotency-Key header")
+    session = None
+    if route.mutating and SESSION_HEADER in request.headers:
+        text = request.headers[SESSION_HEADER]
+        validate(text, SESSION_SCHEMA, f"the {SESSION_HEADER} header")
+        client_id, seq, lowest = (int(part) for part in text.split(":"))
+        if lowest > seq:
+            raise InvalidRequest(f"the {SESSION_HEADER} header's lowest unacknowledged number is above its own")
+        session = (client_id, seq, lowest)
     deadline = time.monotonic() + timeout
     # The body may take as long as the headers may (a tiny deadline must not refuse a body already sent).
     body, raw = await _read_body(request, route, config.max_body_bytes, max(timeout, config.limits.header_timeout))
-    return Call(request, server, route, params, query, body, raw, key, deadline)
+    return Call(request, server, route, params, query, body, raw, key, deadline, session=session)

@@ -8,6 +8,9 @@
 - ``unique_idempotency_keys``: a valid ``Idempotency-Key`` is made unique per generated case.
   Reusing a key with a different request is a documented 400, a rule about state the schema
   cannot express; without this the fuzzer would trip over its own repeated keys.
+- ``X-Raft-Session``: the fuzzer's "valid" examples of this header ignore its pattern (it sent
+  ``0``) and cannot know that the lowest number awaited may not exceed the request's own; such a
+  header is replaced by a well-formed one (of a session that does not exist: a definite 409).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import schemathesis
 
 TINY_DEADLINE = 0.05  # seconds: below this a healthy node may run out of time
 _KEY = re.compile(r"[\x21-\x7e]{1,256}")
+_SESSION = re.compile(r"[1-9][0-9]{0,17}:([1-9][0-9]{0,17}):([1-9][0-9]{0,17})")
 
 
 def _timeout(case: Any) -> float:
@@ -56,4 +60,8 @@ def map_case(context: Any, case: Any) -> Any:
         for name in list(headers):
             if name.lower() == "idempotency-key" and isinstance(headers[name], str) and _KEY.fullmatch(headers[name]):
                 headers[name] = "st-" + uuid.uuid4().hex
+            if name.lower() == "x-raft-session":
+                match = _SESSION.fullmatch(str(headers[name]))
+                if match is None or int(match.group(2)) > int(match.group(1)):
+                    headers[name] = "999999:2:1"
     return case

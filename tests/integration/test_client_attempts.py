@@ -80,7 +80,7 @@ async def test_a_write_stuck_on_a_deposed_leader_is_retried_at_the_new_leader(no
     old = await nodes(term=1)
     new = await nodes(term=1)
     new.leader_url = old.url
-    async with Client([old.url, new.url], timeout=4, attempt_timeout=0.3) as client:
+    async with Client([old.url, new.url], timeout=4, attempt_timeout=0.3, sessions=False) as client:
         await client.request("POST", "/v1/counters/a/incr", body={"by": 1}, write=True)  # learns: old leads at term 1
         assert client.leader == old.url
         old.delay = None  # old is cut off: it holds what it gets
@@ -94,7 +94,7 @@ async def test_a_slow_answer_from_a_healthy_leader_is_waited_for(nodes):
     leader = await nodes(term=3, delay=1.2)  # e.g. a lock acquire that waits on purpose
     follower = await nodes(term=3)
     follower.leader_url = leader.url
-    async with Client([leader.url, follower.url], timeout=5, attempt_timeout=0.2) as client:
+    async with Client([leader.url, follower.url], timeout=5, attempt_timeout=0.2, sessions=False) as client:
         response = await client.request("POST", "/v1/locks/x/acquire", body={}, write=True)
     assert response.endpoint == leader.url and len(leader.writes) == 1 and follower.writes == []
 
@@ -103,7 +103,7 @@ async def test_an_abandoned_write_keeps_the_outcome_unknown(nodes):
     old = await nodes(term=1, delay=None)
     new = await nodes(term=2)
     new.refuse = {"code": "unavailable", "message": "no quorum", "definite": True, "leader": None, "leader_url": None}
-    async with Client([old.url, new.url], timeout=1.5, attempt_timeout=0.3) as client:
+    async with Client([old.url, new.url], timeout=1.5, attempt_timeout=0.3, sessions=False) as client:
         client._leader = old.url
         with pytest.raises(Indeterminate) as info:
             await client.request("POST", "/v1/counters/a/incr", body={"by": 1}, write=True)
@@ -113,7 +113,7 @@ async def test_an_abandoned_write_keeps_the_outcome_unknown(nodes):
 async def test_a_read_on_a_paused_node_moves_on(nodes):
     paused = await nodes(term=1, delay=None, livez=False)
     healthy = await nodes(term=1)
-    async with Client([paused.url, healthy.url], timeout=5, attempt_timeout=0.3) as client:
+    async with Client([paused.url, healthy.url], timeout=5, attempt_timeout=0.3, sessions=False) as client:
         response = await client.request("GET", "/v1/counters/a", params={"consistency": "stale"}, leader=False)
     assert response.endpoint == healthy.url and len(paused.writes) == 1
 

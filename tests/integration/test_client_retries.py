@@ -1,5 +1,6 @@
 """The client's retry rules, against scripted HTTP servers on loopback: one idempotency key per
-logical request, leader hints followed, definite and indefinite outcomes kept apart."""
+logical request, leader hints followed, definite and indefinite outcomes kept apart (sessions off:
+the scripted servers do not speak them; tests/integration/test_client_sessions.py does)."""
 
 from __future__ import annotations
 
@@ -68,7 +69,7 @@ async def servers():
 
 async def test_a_write_keeps_one_idempotency_key_across_retries(servers):
     server = await servers(error("indeterminate", definite=False, status=504), error("unavailable"), OK)
-    async with Client([server.url], timeout=5) as client:
+    async with Client([server.url], timeout=5, sessions=False) as client:
         response = await client.request("POST", "/v1/counters/a/incr", body={"by": 1}, write=True)
     assert response.body == {"name": "a", "value": 1}
     keys = [s["key"] for s in server.seen]
@@ -79,7 +80,7 @@ async def test_a_write_keeps_one_idempotency_key_across_retries(servers):
 async def test_a_not_leader_hint_sends_the_retry_to_the_leader(servers):
     leader = await servers(OK)
     follower = await servers(error("not_leader", leader_url=leader.url))
-    async with Client([follower.url], timeout=5) as client:
+    async with Client([follower.url], timeout=5, sessions=False) as client:
         await client.request("POST", "/v1/counters/a/incr", body={"by": 1}, write=True)
         assert client.leader == leader.url
         await client.request("POST", "/v1/counters/a/incr", body={"by": 1}, write=True)
@@ -89,7 +90,7 @@ async def test_a_not_leader_hint_sends_the_retry_to_the_leader(servers):
 async def test_the_leader_url_header_is_learned_from_any_answer(servers):
     leader = await servers(OK)
     follower = await servers((200, {"ok": 1}, {"X-Raft-Leader-Url": leader.url}))
-    async with Client([follower.url], timeout=5) as client:
+    async with Client([follower.url], timeout=5, sessions=False) as client:
         await client.request("GET", "/v1/status", leader=False)
         await client.request("POST", "/v1/counters/a/incr", body={"by": 1}, write=True)
     assert len(leader.seen) == 1
@@ -97,7 +98,7 @@ async def test_the_leader_url_header_is_learned_from_any_answer(servers):
 
 async def test_an_unknown_outcome_is_never_reported_as_definite(servers):
     server = await servers(error("indeterminate", definite=False, status=504), error("unavailable"))
-    async with Client([server.url], timeout=1) as client:
+    async with Client([server.url], timeout=1, sessions=False) as client:
         with pytest.raises(Indeterminate):
             await client.request("POST", "/v1/counters/a/incr", body={"by": 1}, write=True)
         # A read that never got an answer is just unavailable: reads change nothing.
@@ -107,7 +108,7 @@ async def test_an_unknown_outcome_is_never_reported_as_definite(servers):
 
 async def test_nothing_listening_is_a_definite_unavailable():
     port = free_ports(1)[0]
-    async with Client([f"http://127.0.0.1:{port}"], timeout=0.5) as client:
+    async with Client([f"http://127.0.0.1:{port}"], timeout=0.5, sessions=False) as client:
         with pytest.raises(Unavailable) as info:
             await client.request("POST", "/v1/counters/a/incr", body={"by": 1}, write=True)
     assert info.value.definite
@@ -115,13 +116,13 @@ async def test_nothing_listening_is_a_definite_unavailable():
 
 async def test_definite_errors_are_raised_at_once(servers):
     server = await servers(error("rejected", status=409, detail={"name": "a", "value": 3}))
-    async with Client([server.url], timeout=5, token="t0k") as client:
+    async with Client([server.url], timeout=5, token="t0k", sessions=False) as client:
         with pytest.raises(Rejected) as info:
             await client.request("PUT", "/v1/counters/a", body={"value": 1, "expect": 0}, write=True)
     assert info.value.detail == {"name": "a", "value": 3}
     assert len(server.seen) == 1 and server.seen[0]["auth"] == "Bearer t0k"
     bad = await servers(error("invalid_request", status=400))
-    async with Client([bad.url], timeout=5) as client:
+    async with Client([bad.url], timeout=5, sessions=False) as client:
         with pytest.raises(InvalidRequest):
             await client.request("POST", "/v1/counters/a/incr", body={"by": 1}, write=True)
     assert len(bad.seen) == 1
@@ -130,7 +131,7 @@ async def test_definite_errors_are_raised_at_once(servers):
 async def test_a_dead_endpoint_is_marked_down_and_skipped(servers):
     alive = await servers(OK)
     dead = f"http://127.0.0.1:{free_ports(1)[0]}"
-    async with Client([dead, alive.url], timeout=5) as client:
+    async with Client([dead, alive.url], timeout=5, sessions=False) as client:
         for _ in range(4):
             await client.request("GET", "/v1/counters/a", params={"consistency": "stale"}, leader=False)
         endpoint = client.pool.get(dead)
@@ -141,7 +142,7 @@ async def test_a_dead_endpoint_is_marked_down_and_skipped(servers):
 async def test_without_a_leader_url_the_client_tries_the_other_endpoints(servers):
     follower = await servers(error("not_leader"))
     leader = await servers(OK)
-    async with Client([follower.url, leader.url], timeout=5) as client:
+    async with Client([follower.url, leader.url], timeout=5, sessions=False) as client:
         response = await client.request("POST", "/v1/counters/a/incr", body={"by": 1}, write=True)
     assert response.endpoint == leader.url
     assert len(follower.seen) == 1 and follower.seen[0]["key"] == leader.seen[0]["key"]
@@ -173,7 +174,7 @@ async def test_a_write_whose_node_dies_mid_request_is_never_a_definite_failure(m
     server = await asyncio.start_server(node, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
-        async with Client([f"http://127.0.0.1:{port}"], timeout=1.0) as client:
+        async with Client([f"http://127.0.0.1:{port}"], timeout=1.0, sessions=False) as client:
             await client.request("GET", "/warm", leader=False)  # leaves a pooled keep-alive connection
             with pytest.raises(Indeterminate) as info:
                 await client.request(method, "/v1/counters/x", body={"value": 2}, write=True)

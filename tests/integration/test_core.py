@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import uuid
 
@@ -155,7 +156,8 @@ async def test_follower_far_behind_catches_up_from_a_snapshot(tmp_path):
         await converged(c, get("snap"), 300)
 
 
-async def test_add_and_remove_a_member(tmp_path):
+async def test_add_and_remove_a_member(tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="consensus.engine")
     async with InProcessCluster(3, tmp_path) as c:
         leader = await c.wait_for_leader()
         await leader.propose("kv", put("m", "before"))
@@ -170,10 +172,18 @@ async def test_add_and_remove_a_member(tmp_path):
 
         victim = next(n for n in c.running() if n is not leader and n is not newcomer)
         await leader.remove_member(victim.id)
+        # The others drop the removed node at once and it never hears from them again: it stops
+        # naming a leader (so /readyz answers 503) instead of acting as a member.
+        await wait_until(lambda: victim.status().leader is None, 15, "the removed node to stop naming a leader")
         await c.stop_node(c.nodes.index(victim))
         await wait_until(lambda: victim.id not in {p.id for p in leader.status().peers}, 5, "removal")
         await c.propose("kv", put("m", "three left"))
         await converged(c, get("m"), "three left")
+    changes = [r.getMessage() for r in caplog.records if "membership change" in r.getMessage()]
+    # Every node that saw a change logs it in the same phrase.
+    assert sum(f"added {new_address}" in m for m in changes) >= 3
+    assert sum(f"removed {victim.id}" in m for m in changes) >= 2
+    assert any(r.getMessage().startswith(f"{victim.id} lost contact with leader") for r in caplog.records)
 
 
 @pytest.mark.parametrize(
