@@ -15,7 +15,8 @@ from typing import Sequence
 from consensus.cli import build_subcommand_parser
 
 # Modules that provide a ``register(subparsers)`` function, in help order.
-SUBCOMMAND_MODULES: tuple[str, ...] = ("chaos.run_cli", "chaos.checker.cli", "chaos.toxiproxy.cli")
+SUBCOMMAND_MODULES: tuple[str, ...] = ("chaos.run_cli", "chaos.serve", "chaos.checker.cli", "chaos.toxiproxy.cli",
+                                       "chaos.toxiproxy.cli_client")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,36 +1,37 @@
 """``chaos test``, ``chaos test-all`` and ``chaos analyze``.
 
-Exit codes (Jepsen's): 0 valid, 1 invalid, 2 unknown, 255 crashed; bad flags exit 2 with
-argparse's one-line error. ``test-all`` exits with the worst code of its runs (255 over 1 over 2).
+Exit codes (Jepsen's, from :class:`chaos.verdict.Verdict`): 0 valid, 1 invalid, 2 unknown, 255
+crashed; bad flags exit 2 with one error line. ``test-all`` and ``--test-count`` exit with the
+worst code of their runs (255 over 1 over 2 over 0).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 import traceback
 from pathlib import Path
 from typing import Any, Sequence, TextIO
 
 from chaos import store
-from chaos.history import HistoryError, load
-from chaos.runner import CRASHED, NEMESIS_NAMES, TestConfig, check_history, exit_code, parse_concurrency, run_test
-from chaos.workloads import PLANNED, WORKLOADS, UnknownWorkload, make_workload
+from chaos.history import MISSING, HistoryError, load
+from chaos.nemesis import NEMESES
+from chaos.runner import NEMESIS_NAMES, ConfigError, RunResults, TestConfig, check_history, parse_concurrency, run_test
+from chaos.runner.checks import faults_check, logs_check
+from chaos.runner.results import Stored
+from chaos.verdict import EXIT_CRASHED, CheckResult, worst_exit
+from chaos.workloads import CONSISTENCIES, PLANNED, WORKLOADS, UnknownWorkload, make_workload
 
-__all__ = ["register", "run_one", "run_all", "analyze", "summary", "worst"]
+__all__ = ["register", "run_one", "run_all", "analyze", "worst"]
 
 TEST_ALL_TIME_LIMIT = 20.0
-_SEVERITY = {CRASHED: 3, 1: 2, 2: 1, 0: 0}
+RUN_ONLY_CHECKS = ("replicas",)  # made on the live cluster; analyze keeps what the run recorded
+worst = worst_exit
 
 
 def _nemesis_names() -> tuple[str, ...]:
-    try:
-        from chaos.nemesis import NEMESES
-    except ImportError:
-        return NEMESIS_NAMES
-    return tuple(NEMESES) if "none" in NEMESES else ("none", *NEMESES)
+    return tuple(NEMESES)
 
 
 def _workload(text: str) -> str:
@@ -45,9 +46,13 @@ def _workload(text: str) -> str:
 
 def _nemesis(text: str) -> str:
     names = _nemesis_names()
-    if text not in names:
-        raise argparse.ArgumentTypeError(f"unknown nemesis {text!r} (available: {', '.join(names)})")
-    return text
+    parts = [t.strip() for t in text.split(",") if t.strip()]
+    unknown = [t for t in parts if t not in names]
+    if unknown or not parts:
+        raise argparse.ArgumentTypeError(f"unknown nemesis {(unknown or [text])[0]!r} (available: {', '.join(names)})")
+    if len(parts) > 1 and "none" in parts:
+        raise argparse.ArgumentTypeError("'none' cannot be mixed with other nemeses")
+    return ",".join(parts)
 
 
 def _list_of(kind: Any) -> Any:
@@ -109,7 +114,11 @@ def _common(p: argparse.ArgumentParser, time_limit: float) -> None:
     p.add_argument("--recovery", type=float, default=5.0, metavar="S", help="quiet seconds after the final heal (default 5)")
     p.add_argument("--checker-timeout", type=_positive(float), default=120.0, metavar="S",
                    help="linearizability search budget, then 'unknown' (default 120)")
-    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.add_argument("--read-consistency", choices=CONSISTENCIES, default="linearizable",
+                   help="linearizable (default) or stale reads: stale ones may miss writes, and the checker must say so")
+    p.add_argument("--test-count", type=_positive(int), default=1, metavar="N",
+                   help="run each test N times (seeds SEED, SEED+1...; random without --seed); exit with the worst")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr (run.log still gets them)")
 
 
 def register(subparsers: Any) -> None:
@@ -120,8 +129,11 @@ def register(subparsers: Any) -> None:
                                           "faults, then check the history. Exit 0 valid, 1 invalid, 2 unknown, "
                                           "255 crashed.")
     p.add_argument("--workload", "-w", type=_workload, default="register", help=f"one of: {workloads}")
-    p.add_argument("--nemesis", "-n", type=_nemesis, default="none", help=f"one of: {', '.join(_nemesis_names())}")
+    p.add_argument("--nemesis", "-n", type=_nemesis, default="none",
+                   help=f"one of {', '.join(_nemesis_names())}, or a comma list of them (each fault one of them)")
     p.add_argument("--name", default=None, help="test name in the store (default <workload>-<nemesis>)")
+    p.add_argument("--leave-db-running", action="store_true",
+                   help="after the run, keep the healed cluster up (in the foreground) until Ctrl-C")
     _common(p, 60.0)
     p.set_defaults(func=run_one)
 
@@ -145,55 +157,19 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=analyze)
 
 
-def _config(args: argparse.Namespace, workload: str, nemesis: str, name: str | None = None) -> TestConfig:
+def _config(args: argparse.Namespace, workload: str, nemesis: str, name: str | None = None,
+            seed: int | None = None) -> TestConfig:
     return TestConfig(workload=workload, nemesis=nemesis, nodes=args.nodes, time_limit=args.time_limit,
-                      concurrency=args.concurrency, rate=args.rate, seed=args.seed, store=args.store,
+                      concurrency=args.concurrency, rate=args.rate, seed=seed, store=args.store,
                       toxiproxy=args.toxiproxy, name=name, op_timeout=args.op_timeout, recovery=args.recovery,
                       checker_timeout=args.checker_timeout, nemesis_interval=args.nemesis_interval,
+                      read_consistency=args.read_consistency, leave_db_running=getattr(args, "leave_db_running", False),
                       progress=not args.quiet)
 
 
-def _verdict(valid: Any) -> str:
-    return {True: "VALID", False: "INVALID"}.get(valid, "UNKNOWN") if isinstance(valid, bool) or valid == "unknown" \
-        else "UNKNOWN"
-
-
-def _checker_line(name: str, result: dict[str, Any]) -> str:
-    text = f"{name}: {_verdict(result.get('valid')).lower()}"
-    if name == "linear":
-        text += f" ({result.get('model')}, {result.get('ops')} ops, {result.get('partitions')} keys, " \
-                f"{result.get('elapsed_ms')} ms)"
-        if "failing_op" in result:
-            op, done = result["failing_op"], result.get("failing_completion") or {}
-            text += (f"\n    cannot linearize key {result.get('failing_key')!r}: process {op.get('process')} "
-                     f"{op.get('f')} {json.dumps(op.get('value'))} -> {json.dumps(done.get('value'))} "
-                     f"(history line {result.get('failing_line')})")
-    elif name == "counter":
-        text += f" ({result.get('reads')} reads"
-        errors = result.get("errors") or []
-        text += f", {len(errors)} out of bounds)" if errors else ")"
-        for e in errors[:3]:
-            text += f"\n    read {e.get('value')} outside [{e.get('lower')}, {e.get('upper')}]"
-    elif name == "stats" and result.get("valid") is not True:
-        never = [f for f, c in (result.get("by_f") or {}).items() if not c.get("ok")]
-        text += f" (never succeeded: {', '.join(never)})"
-    return text
-
-
-def summary(results: dict[str, Any], run_dir: Path | None) -> str:
-    """Return the end-of-run summary: verdict, ops by type and f, checkers, where the report is."""
-    ops = results.get("ops", {})
-    t = ops.get("by_type", {})
-    lines = [f"{results.get('test')}: {_verdict(results.get('valid'))}  (seed {results.get('seed')})",
-             f"  ops: {ops.get('invokes', 0)} invoked; ok {t.get('ok', 0)}, fail {t.get('fail', 0)}, "
-             f"info {t.get('info', 0)}; nemesis ops {ops.get('nemesis_ops', 0)}"]
-    for f, c in sorted((ops.get("by_f") or {}).items()):
-        lines.append(f"    {f:<6} ok {c.get('ok', 0):>5}  fail {c.get('fail', 0):>5}  info {c.get('info', 0):>5}")
-    for name, result in (results.get("checkers") or {}).items():
-        lines.append("  " + _checker_line(name, result))
-    if run_dir is not None:
-        lines.append(f"  report: {run_dir}/ (results.json, timeline.html, latency-raw.png, rate.png)")
-    return "\n".join(lines)
+def _seeds(args: argparse.Namespace) -> list[int | None]:
+    """Return one seed per repetition: SEED, SEED+1, ... with --seed; else random ones."""
+    return [None if args.seed is None else args.seed + i for i in range(args.test_count)]
 
 
 def _crash_line(command: str, exc: BaseException) -> str:
@@ -202,75 +178,102 @@ def _crash_line(command: str, exc: BaseException) -> str:
     return f"chaos {command}: crashed: {type(exc).__name__}: {exc}{at}"
 
 
-def _run(config: TestConfig, out: TextIO, err: TextIO, command: str) -> tuple[int, dict[str, Any] | None, Path | None]:
+def _run(config: TestConfig, out: TextIO, err: TextIO, command: str) -> tuple[int, RunResults | None, Path | None]:
     try:
         result = run_test(config, progress=err)
     except (KeyboardInterrupt, asyncio.CancelledError):
         raise KeyboardInterrupt from None
+    except ConfigError:
+        raise
     except Exception as exc:  # noqa: BLE001 - a crash is Jepsen's 255, reported in one line
         print(_crash_line(command, exc), file=err)
-        return CRASHED, None, None
-    print(summary(result.results, result.run_dir), file=out)
-    return exit_code(result.valid), result.results, result.run_dir
+        return EXIT_CRASHED, None, None
+    print(result.results.summary(result.run_dir), file=out)
+    return result.valid.exit_code, result.results, result.run_dir
 
 
 def run_one(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
-    """Run ``chaos test``."""
+    """Run ``chaos test`` (``--test-count`` times)."""
     out, err = out or sys.stdout, err or sys.stderr
-    code, _, _ = _run(_config(args, args.workload, args.nemesis, args.name), out, err, "test")
-    return code
-
-
-def worst(codes: Sequence[int]) -> int:
-    """Return the worst exit code: crashed over invalid over unknown over valid."""
-    return max(codes, key=lambda c: _SEVERITY.get(c, 3), default=0)
+    codes = []
+    try:
+        for seed in _seeds(args):
+            codes.append(_run(_config(args, args.workload, args.nemesis, args.name, seed), out, err, "test")[0])
+    except ConfigError as exc:
+        print(f"chaos test: error: {exc}", file=err)
+        return 2
+    return worst_exit(codes)
 
 
 def run_all(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
     """Run ``chaos test-all``: every workload with every nemesis, then a summary table."""
     out, err = out or sys.stdout, err or sys.stderr
-    nemeses = args.nemeses or [n for n in NEMESIS_NAMES if n in _nemesis_names()]
+    nemeses = args.nemeses or list(NEMESIS_NAMES)
     rows = []
-    for workload in args.workloads:
-        for nemesis in nemeses:
-            print(f"=== {workload} x {nemesis}", file=err, flush=True)
-            code, results, run_dir = _run(_config(args, workload, nemesis), out, err, "test-all")
-            rows.append((f"{workload}-{nemesis}", code, results, run_dir))
-    print(_table(rows), file=out)
-    return worst([r[1] for r in rows])
+    try:
+        for workload in args.workloads:
+            for nemesis in nemeses:
+                for seed in _seeds(args):
+                    print(f"=== {workload} x {nemesis}", file=err, flush=True)
+                    code, results, run_dir = _run(_config(args, workload, nemesis, seed=seed), out, err, "test-all")
+                    rows.append((f"{workload}-{nemesis}", code, results, run_dir))
+    except ConfigError as exc:
+        print(f"chaos test-all: error: {exc}", file=err)
+        return 2
+    print(_table(rows, args.time_limit), file=out)
+    return worst_exit([r[1] for r in rows])
 
 
-def _table(rows: list[tuple[str, int, dict[str, Any] | None, Path | None]]) -> str:
-    header = ["TEST", "VERDICT", "OPS", "OK", "FAIL", "INFO", "RUN"]
+def _table(rows: list[tuple[str, int, RunResults | None, Path | None]], time_limit: float) -> str:
+    header = ["TEST", "VERDICT", "OPS", "OPS/S", "OK", "FAIL", "INFO", "INFO%", "RUN"]
     body = []
     for name, code, results, run_dir in rows:
-        t = (results or {}).get("ops", {}).get("by_type", {})
-        verdict = "CRASHED" if code == CRASHED else _verdict((results or {}).get("valid"))
-        body.append([name, verdict, str((results or {}).get("ops", {}).get("invokes", "-")), str(t.get("ok", "-")),
-                     str(t.get("fail", "-")), str(t.get("info", "-")), str(run_dir or "-")])
+        counts = results.counts if results is not None else {}
+        t = counts.get("by_type", {})
+        done = sum(t.values())
+        verdict = "CRASHED" if code == EXIT_CRASHED or results is None else str(results.valid)
+        body.append([name, verdict, str(counts.get("invokes", "-")), f"{done / time_limit:.1f}" if done else "-",
+                     str(t.get("ok", "-")), str(t.get("fail", "-")), str(t.get("info", "-")),
+                     f"{100 * t.get('info', 0) / done:.1f}" if done else "-", str(run_dir or "-")])
     widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header, *body])
 
 
 def analyze(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
-    """Run ``chaos analyze``: re-check a stored run; rewrite ``results.json`` and the report."""
+    """Run ``chaos analyze``: re-check a stored run; rewrite ``results.json`` and the report.
+
+    The history's header states the model and every key's initial value; the checks the run
+    made on the live cluster (replica agreement) and an "interrupted" or "crashed" mark are kept
+    from the stored ``results.json``.
+    """
     out, err = out or sys.stdout, err or sys.stderr
     try:
         run_dir = store.resolve_run(args.run_dir, args.store)
         config = TestConfig.from_dict(store.load_test(run_dir))
         if args.checker_timeout is not None:
             config.checker_timeout = args.checker_timeout
-        workload = make_workload(config.workload, **config.workload_options)
-        history = [op.to_dict() for op in load(run_dir / store.HISTORY, "jsonl").ops]
-        results = check_history(workload, history, config)
+        workload = make_workload(config.workload, read_consistency=config.read_consistency, **config.workload_options)
+        loaded = load(run_dir / store.HISTORY, "jsonl")
+        if loaded.init is not MISSING and loaded.init != workload.init:
+            workload.init = loaded.init  # the run's stated initial value wins over today's default
+        stored = store.load_results(run_dir) or {}
+        checks: dict[str, CheckResult] = {name: Stored(data) for name, data in (stored.get("checkers") or {}).items()
+                                          if name in RUN_ONLY_CHECKS and isinstance(data, dict)}
+        checks["faults"] = faults_check(loaded.ops)
+        checks["logs"] = logs_check(store.node_logs(run_dir))
+        crashed = stored.get("crashed") if isinstance(stored.get("crashed"), str) else None
+        results = check_history(workload, loaded.ops, test=config.test_name, nemesis=config.nemesis, seed=config.seed,
+                                timeout=config.checker_timeout, run_checks=checks, crashed=crashed)
     except (store.StoreError, HistoryError, UnknownWorkload) as exc:
         print(f"chaos analyze: {exc}", file=err)
-        return CRASHED
+        return EXIT_CRASHED
     except Exception as exc:  # noqa: BLE001 - bad input or a checker bug: Jepsen's 255
         print(_crash_line("analyze", exc), file=err)
-        return CRASHED
-    store.write_json(run_dir / store.RESULTS, results)
+        return EXIT_CRASHED
+    store.write_json(run_dir / store.RESULTS, results.to_dict())
     if not args.no_report:
-        store.write_report(run_dir, history, config)
-    print(summary(results, run_dir), file=out)
-    return exit_code(results["valid"])
+        from chaos import report
+
+        report.write_report(run_dir, loaded.ops, title=f"{config.test_name} {run_dir.name}")
+    print(results.summary(run_dir), file=out)
+    return results.valid.exit_code

@@ -7,8 +7,10 @@
       register-partition/
         latest -> 20261128T233001.123Z
         20261128T233001.123Z/
-          test.json  history.jsonl  results.json  nodes/n1.log ...
+          test.json  history.jsonl  history.edn  results.json  run.log  cluster.json  nodes/n1.log ...
           latency-raw.png  latency-quantiles.png  rate.png  timeline.html
+
+The store keeps files; it draws nothing (the runner calls :mod:`chaos.report`).
 """
 
 from __future__ import annotations
@@ -18,11 +20,11 @@ import os
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Mapping, Sequence
 
-from chaos.history import as_ops, write_jsonl
+from chaos.history import Op, to_edn, write_jsonl
 
-HISTORY, RESULTS, TEST = "history.jsonl", "results.json", "test.json"
+HISTORY, HISTORY_EDN, RESULTS, TEST, RUN_LOG = "history.jsonl", "history.edn", "results.json", "test.json", "run.log"
 
 
 def timestamp(now: datetime | None = None) -> str:
@@ -66,9 +68,11 @@ def write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, default=str) + "\n")
 
 
-def write_history(run_dir: Path, history: Iterable[dict[str, Any]]) -> Path:
+def write_history(run_dir: Path, history: Sequence[Op], header: Mapping[str, Any] | None = None) -> Path:
+    """Write ``history.jsonl`` (the header line, then one op a line) and its EDN export ``history.edn``."""
     path = run_dir / HISTORY
-    write_jsonl(as_ops(list(history)), path)
+    write_jsonl(history, path, header)
+    (run_dir / HISTORY_EDN).write_text(to_edn(history), encoding="utf-8")
     return path
 
 
@@ -87,12 +91,9 @@ def copy_node_logs(cluster: Any, run_dir: Path) -> list[Path]:
     return out
 
 
-def write_report(run_dir: Path, history: list[dict[str, Any]], config: Any = None) -> list[Path]:
-    """Write the plots and the timeline for ``history`` into ``run_dir``."""
-    from chaos.report import write_report as _write
-
-    title = getattr(config, "test_name", None) or run_dir.parent.name
-    return _write(run_dir, history, title=f"{title} {run_dir.name}")
+def node_logs(run_dir: Path) -> dict[str, Path]:
+    """Return the stored node logs of a run: name -> path."""
+    return {p.stem: p for p in sorted((run_dir / "nodes").glob("*.log"))}
 
 
 class StoreError(ValueError):
@@ -123,3 +124,18 @@ def load_test(run_dir: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise StoreError(f"{path}: not a JSON object")
     return data
+
+
+def load_results(run_dir: Path) -> dict[str, Any] | None:
+    """Return a run's ``results.json``, or None if it has none (or it is unreadable)."""
+    try:
+        data = json.loads((run_dir / RESULTS).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def runs(root: Path) -> list[Path]:
+    """Return every run directory under ``root`` (``<test>/<timestamp>/``), newest first."""
+    found = [p for p in Path(root).glob("*/*") if p.is_dir() and not p.is_symlink() and (p / TEST).is_file()]
+    return sorted(found, key=lambda p: (p.name, p.parent.name), reverse=True)

@@ -5,7 +5,7 @@ Every checker is a pure function of an in-memory history (a list of
 
     from chaos.checker import check_linearizable, make_model
     result = check_linearizable(ops, make_model("cas-register", init=None), timeout=10)
-    result.valid  # True, False or "unknown"
+    result.valid  # chaos.verdict.Verdict: VALID, INVALID or UNKNOWN (a timeout)
 """
 
 from .linear import INVALID, UNKNOWN_VERDICT, VALID, LinearizabilityResult, PartitionResult, check_calls, check_linearizable

@@ -1,5 +1,9 @@
 """``chaos check``: check history files for linearizability against a model.
 
+A run's ``history.jsonl`` starts with a header that states its model and the initial value of
+every key; without ``--model`` / ``--init`` those are used, so ``chaos check`` on a stored run
+gives the run's verdict. Other formats imply their own initial value (see ``chaos.history``).
+
 Exit codes (Jepsen's): 0 every file valid, 1 any invalid, 2 any unknown (timed out) and none
 invalid, 255 crashed or bad input (unreadable file, unpaired ops, unknown model, bad --init).
 """
@@ -15,10 +19,10 @@ from typing import Any, TextIO
 from ..history import MISSING, HistoryError, load, pair
 from .linear import LinearizabilityResult, check_calls
 from .models import ModelError, make_model, model_names
+from ..verdict import EXIT_CRASHED, worst_exit
 
 __all__ = ["register", "run", "summarise"]
 
-EXIT_VALID, EXIT_INVALID, EXIT_UNKNOWN, EXIT_CRASHED = 0, 1, 2, 255
 
 
 def register(subparsers: Any) -> None:
@@ -27,8 +31,10 @@ def register(subparsers: Any) -> None:
         "check", help="check histories for linearizability",
         description="Check history files (JSON Lines, Jepsen/Knossos EDN, Porcupine etcd or kv logs; "
                     "detected from the content) against a model. Exit 0 valid, 1 invalid, 2 unknown, 255 error.")
-    parser.add_argument("--model", "-m", required=True, help=f"one of: {', '.join(model_names())}")
-    parser.add_argument("--init", metavar="JSON", help="initial value as JSON (default: the file format's)")
+    parser.add_argument("--model", "-m", help=f"one of: {', '.join(model_names())} (default: the one the history's "
+                                               "header names)")
+    parser.add_argument("--init", metavar="JSON",
+                        help="initial value as JSON (default: what the history's header states, else the format's)")
     parser.add_argument("--timeout", type=float, default=None, metavar="S", help="seconds per file; then 'unknown'")
     parser.add_argument("--json", action="store_true", help="print one JSON object a line per file")
     parser.add_argument("--html", metavar="DIR", help="write an HTML view per file into DIR")
@@ -36,31 +42,9 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def _verdict_text(valid: Any) -> str:
-    return {True: "valid", False: "INVALID"}.get(valid, "unknown (timed out)")
-
-
 def summarise(name: str, result: LinearizabilityResult) -> str:
     """Return the human summary of one file's result (a few lines)."""
-    pruned = sum(len(p.pruned) for p in result.partitions)
-    lines = [f"{name}: {_verdict_text(result.valid)}  [{result.model}, {result.ops} ops, "
-             f"{len(result.partitions)} partition(s), {pruned} crashed op(s) pruned, "
-             f"{result.elapsed * 1000:.1f} ms, {result.explored} states]"]
-    if result.failing is not None:
-        failing = result.failing
-        part = next(p for p in result.partitions if p.valid is False)
-        key = "" if result.failing_key is None else f" on key {result.failing_key!r}"
-        shown_input = "" if failing.input is None else " " + json.dumps(failing.input, default=str)
-        lines.append(f"  cannot linearize{key}: process {failing.process} {failing.f}{shown_input} -> "
-                     f"{json.dumps(failing.output, default=str)} (line {failing.invoke.line}"
-                     f"{'' if failing.completion is None else f'-{failing.completion.line}'})")
-        state = json.dumps(part.states[-1], default=str) if part.states else "the initial state"
-        lines.append(f"  longest linearizable prefix: {len(part.linearization)} of {len(part.calls)} ops, "
-                     f"ending in state {state}")
-    if result.valid not in (True, False):
-        running = [p for p in result.partitions if p.valid not in (True, False)]
-        lines.append(f"  {len(running)} partition(s) unfinished; try a longer --timeout")
-    return "\n".join(lines)
+    return f"{name}: {result.summary()}"
 
 
 def _parse_init(text: str | None) -> Any:
@@ -75,7 +59,10 @@ def _parse_init(text: str | None) -> Any:
 def _check_file(path: str, args: argparse.Namespace, init: Any) -> LinearizabilityResult:
     loaded = load(path)
     start = loaded.init if init is MISSING else init
-    model = make_model(args.model, None if start is MISSING else start)
+    name = args.model or loaded.model
+    if name is None:
+        raise HistoryError("the history names no model (it has no header): give --model", file=path)
+    model = make_model(name, None if start is MISSING else start)
     try:
         calls = pair(loaded.ops, file=path)
         return check_calls(calls, model, timeout=args.timeout)
@@ -89,7 +76,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     err = err or sys.stderr
     try:
         init = _parse_init(args.init)
-        make_model(args.model, None)
+        if args.model is not None:
+            make_model(args.model, None)
     except ModelError as exc:
         print(f"chaos check: {exc}", file=err)
         return EXIT_CRASHED
@@ -114,8 +102,5 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
             print(json.dumps(record, default=str), file=out)
         else:
             print(summarise(path, result), file=out)
-        codes.append({True: EXIT_VALID, False: EXIT_INVALID}.get(result.valid, EXIT_UNKNOWN))
-    for code in (EXIT_CRASHED, EXIT_INVALID, EXIT_UNKNOWN):
-        if code in codes:
-            return code
-    return EXIT_VALID
+        codes.append(result.valid.exit_code)
+    return worst_exit(codes)

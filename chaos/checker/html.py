@@ -16,6 +16,7 @@ from typing import Any
 
 from .linear import LinearizabilityResult, PartitionResult
 from .models import UNKNOWN
+from ..verdict import Verdict
 
 __all__ = ["render", "write_view"]
 
@@ -38,10 +39,10 @@ table{border-collapse:collapse;margin-top:8px}td,th{border:1px solid #ddd;paddin
 """
 
 
-def _verdict(valid: Any) -> tuple[str, str]:
-    if valid is True:
+def _verdict(valid: Verdict) -> tuple[str, str]:
+    if valid is Verdict.VALID:
         return "valid", "linearizable"
-    if valid is False:
+    if valid is Verdict.INVALID:
         return "invalid", "not linearizable"
     return "unknown", "unknown (timed out)"
 
@@ -105,8 +106,9 @@ def _prefix_table(part: PartitionResult) -> str:
 def render(result: LinearizabilityResult, *, title: str = "history") -> str:
     """Return the HTML page for ``result``."""
     cls, text = _verdict(result.valid)
-    parts = sorted(result.partitions, key=lambda p: (p.valid is True, p.valid is not False))
-    shown = [p for p in parts if p.valid is not True] + [p for p in parts if p.valid is True][:_MAX_PARTITIONS]
+    parts = sorted(result.partitions, key=lambda p: (p.valid is Verdict.VALID, p.valid is not Verdict.INVALID))
+    shown = ([p for p in parts if p.valid is not Verdict.VALID]
+             + [p for p in parts if p.valid is Verdict.VALID][:_MAX_PARTITIONS])
     body = [f"<h1>{html.escape(title)}: <span class={cls}>{text}</span></h1>",
             f"<p class=note>model {html.escape(result.model)}, {result.ops} operations, "
             f"{len(result.partitions)} partition(s), {result.elapsed * 1000:.1f} ms. Green bars are the longest "
@@ -119,7 +121,7 @@ def render(result: LinearizabilityResult, *, title: str = "history") -> str:
                     f"<span class=note>({len(part.linearization)} of {len(part.calls)} ops linearized"
                     f"{f', {len(part.pruned)} crashed ops pruned' if part.pruned else ''})</span></h2>")
         body.append(_timeline(part))
-        if part.valid is not True:
+        if part.valid is not Verdict.VALID:
             body.append(_prefix_table(part))
     if len(shown) < len(parts):
         body.append(f"<p class=note>{len(parts) - len(shown)} more valid partitions not drawn.</p>")

@@ -11,7 +11,8 @@ from bisect import bisect_left
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Sequence
 
-from ..history.ops import FAIL, INFO, INVOKE, OK, Call, Op, as_ops, is_client_op, pair
+from ..history.ops import FAIL, INFO, INVOKE, OK, Call, Op, as_ops, pair
+from ..verdict import Verdict
 
 __all__ = ["CounterResult", "LockResult", "SetResult", "Stats", "check_counter", "check_lock", "check_set",
            "stats", "latency_series", "rate_series", "quantiles"]
@@ -23,6 +24,8 @@ def _as_dict(result: Any) -> dict[str, Any]:
 
 
 def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, Verdict):
+        return obj.json()
     if isinstance(obj, Op):
         return obj.to_dict()
     if isinstance(obj, dict):
@@ -32,6 +35,16 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
+def _word(verdict: Verdict) -> str:
+    return verdict.value if verdict is not Verdict.INVALID else "INVALID"
+
+
+def _where(op: Any) -> str:
+    if isinstance(op, Op):
+        return f"process {op.process} {op.f} {op.value!r}" + (f" (line {op.line})" if op.line else "")
+    return repr(op)
+
+
 # ---------------------------------------------------------------- counter
 
 
@@ -39,13 +52,20 @@ def _jsonable(obj: Any) -> Any:
 class CounterResult:
     """``errors`` lists reads outside ``[lower, upper]`` as dicts with the read op and its bounds."""
 
-    valid: bool
+    valid: Verdict
     reads: int
     errors: tuple[dict[str, Any], ...]
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
         return _as_dict(self)
+
+    def summary(self) -> str:
+        text = f"{_word(self.valid)} ({self.reads} reads" + (f", {len(self.errors)} out of bounds)" if self.errors else ")")
+        for e in self.errors[:3]:
+            where = f" (line {e['op'].line})" if isinstance(e.get("op"), Op) and e["op"].line else ""
+            text += f"\n    read {e.get('value')} outside [{e.get('lower')}, {e.get('upper')}]{where}"
+        return text
 
 
 def check_counter(history: Sequence[Any], *, init: int = 0) -> CounterResult:
@@ -93,7 +113,7 @@ def check_counter(history: Sequence[Any], *, init: int = 0) -> CounterResult:
         upper = total_before(tried_pos, tried_sum, c.ret or 0)
         if not isinstance(c.output, int) or not lower <= c.output <= upper:
             errors.append({"op": c.completion, "value": c.output, "lower": lower, "upper": upper})
-    return CounterResult(valid=not errors, reads=reads, errors=tuple(errors))
+    return CounterResult(valid=Verdict.of(not errors), reads=reads, errors=tuple(errors))
 
 
 # ---------------------------------------------------------------- lock
@@ -104,7 +124,7 @@ class LockResult:
     """``overlaps`` are pairs of holds that overlap in real time; ``token_errors`` are acquires
     whose fencing token is not greater than a token granted before they began."""
 
-    valid: bool
+    valid: Verdict
     acquires: int
     overlaps: tuple[dict[str, Any], ...]
     token_errors: tuple[dict[str, Any], ...]
@@ -112,6 +132,15 @@ class LockResult:
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
         return _as_dict(self)
+
+    def summary(self) -> str:
+        text = f"{_word(self.valid)} ({self.acquires} acquires, {len(self.overlaps)} overlapping holds, " \
+               f"{len(self.token_errors)} token errors)"
+        for o in self.overlaps[:3]:
+            text += f"\n    two holders at once: {_where(o['first'])} and {_where(o['second'])}"
+        for t in self.token_errors[:3]:
+            text += f"\n    token {t['token']} not above earlier tokens: {_where(t['op'])}"
+        return text
 
 
 def _token(value: Any) -> Any:
@@ -170,7 +199,7 @@ def check_lock(history: Sequence[Any], *, end: int | None = None) -> LockResult:
         elif token in seen:
             token_errors.append({"op": c.completion, "token": token, "duplicate_of": seen[token].completion})
         seen.setdefault(token, c)
-    return LockResult(valid=not overlaps and not token_errors, acquires=len(acquired),
+    return LockResult(valid=Verdict.of(not overlaps and not token_errors), acquires=len(acquired),
                       overlaps=tuple(overlaps), token_errors=tuple(token_errors))
 
 
@@ -188,7 +217,7 @@ class SetResult:
     that reads saw.
     """
 
-    valid: bool
+    valid: Verdict
     attempted: int
     acknowledged: int
     lost: tuple[Any, ...]
@@ -200,6 +229,15 @@ class SetResult:
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
         return _as_dict(self)
+
+    def summary(self) -> str:
+        counts = ", ".join(f"{len(getattr(self, name))} {name.replace('_', ' ')}"
+                           for name in ("lost", "unexpected", "never_read", "stale", "recovered"))
+        text = f"{_word(self.valid)} ({self.attempted} attempted, {self.acknowledged} acknowledged; {counts})"
+        for name in ("lost", "unexpected"):
+            if getattr(self, name):
+                text += f"\n    {name}: {', '.join(map(repr, getattr(self, name)[:10]))}"
+        return text
 
 
 def _order(items: Iterable[Any]) -> tuple[Any, ...]:
@@ -243,7 +281,7 @@ def check_set(history: Sequence[Any]) -> SetResult:
             lost.add(x)
         elif any(x not in els for _, els in later):
             stale.add(x)
-    return SetResult(valid=not lost and not unexpected, attempted=len(attempted), acknowledged=len(acked),
+    return SetResult(valid=Verdict.of(not lost and not unexpected), attempted=len(attempted), acknowledged=len(acked),
                      lost=_order(lost), unexpected=_order(unexpected), never_read=_order(never_read),
                      stale=_order(stale), recovered=_order(crashed & seen))
 
@@ -255,7 +293,7 @@ def check_set(history: Sequence[Any]) -> SetResult:
 class Stats:
     """Counts of ok / fail / info completions per ``f``; invalid if some ``f`` never succeeded."""
 
-    valid: bool
+    valid: Verdict
     by_f: dict[str, dict[str, int]]
     total: dict[str, int] = field(default_factory=dict)
 
@@ -263,13 +301,17 @@ class Stats:
         """Return a JSON-ready dict."""
         return _as_dict(self)
 
+    def summary(self) -> str:
+        never = [f for f, c in self.by_f.items() if not c.get(OK)]
+        return _word(self.valid) + (f" (never succeeded: {', '.join(never)})" if never else "")
+
 
 def _completions(history: Iterable[Any]) -> tuple[list[tuple[Op | None, Op]], list[Op]]:
     """Pair each client completion with its process's invoke; also return invokes never completed."""
     pending: dict[Any, Op] = {}
     pairs: list[tuple[Op | None, Op]] = []
     for op in as_ops(history):
-        if not is_client_op(op):
+        if not op.is_client:
             continue
         if op.type == INVOKE:
             pending[op.process] = op
@@ -288,7 +330,7 @@ def stats(history: Iterable[Any]) -> Stats:
     for op in never_completed:
         by_f.setdefault(op.f, {OK: 0, FAIL: 0, INFO: 0})[INFO] += 1
     total = {t: sum(c[t] for c in by_f.values()) for t in (OK, FAIL, INFO)}
-    return Stats(valid=all(c[OK] > 0 for c in by_f.values()), by_f=by_f, total=total)
+    return Stats(valid=Verdict.of(all(c[OK] > 0 for c in by_f.values())), by_f=by_f, total=total)
 
 
 def latency_series(history: Iterable[Any]) -> list[dict[str, Any]]:
@@ -308,7 +350,7 @@ def rate_series(history: Iterable[Any], *, bucket_ns: int = 1_000_000_000) -> li
     """Return completions per second in ``bucket_ns`` buckets, per ``f`` and ``type``."""
     counts: dict[tuple[int, str, str], int] = {}
     for op in as_ops(history):
-        if not is_client_op(op) or op.type == INVOKE or op.time is None:
+        if not op.is_client or op.type == INVOKE or op.time is None:
             continue
         key = (op.time // bucket_ns, op.f, op.type)
         counts[key] = counts.get(key, 0) + 1

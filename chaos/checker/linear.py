@@ -22,17 +22,19 @@ it earlier changes no state.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any, Generator, Iterable, Mapping, Sequence
 
 from ..history.ops import Call, Op, pair
+from ..verdict import Verdict
 from .models import _ATOMS, ILLEGAL, UNKNOWN, Model, ModelError, _freeze
 
 __all__ = ["LinearizabilityResult", "PartitionResult", "check_linearizable", "check_calls", "VALID", "INVALID",
            "UNKNOWN_VERDICT"]
 
-VALID, INVALID, UNKNOWN_VERDICT = True, False, "unknown"
+VALID, INVALID, UNKNOWN_VERDICT = Verdict.VALID, Verdict.INVALID, Verdict.UNKNOWN
 _YIELD_EVERY = 1024  # search steps (new configurations and backtracks) between yields
 
 
@@ -47,7 +49,7 @@ class PartitionResult:
     """
 
     key: Any
-    valid: Any
+    valid: Verdict
     calls: tuple[Call, ...]
     pruned: tuple[Call, ...]
     linearization: tuple[int, ...]
@@ -58,9 +60,9 @@ class PartitionResult:
 
 @dataclass(frozen=True)
 class LinearizabilityResult:
-    """The verdict for a history: ``valid`` is True, False, or "unknown" (timed out)."""
+    """The verdict for a history: valid, invalid, or unknown (the search timed out)."""
 
-    valid: Any
+    valid: Verdict
     model: str
     partitions: tuple[PartitionResult, ...]
     ops: int
@@ -76,7 +78,7 @@ class LinearizabilityResult:
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready summary."""
-        out: dict[str, Any] = {"valid": self.valid, "model": self.model, "ops": self.ops,
+        out: dict[str, Any] = {"valid": self.valid.json(), "model": self.model, "ops": self.ops,
                                "elapsed_ms": round(self.elapsed * 1000, 3), "partitions": len(self.partitions)}
         if self.failing is not None:
             out["failing_op"] = self.failing.invoke.to_dict()
@@ -85,6 +87,28 @@ class LinearizabilityResult:
             out["failing_key"] = self.failing_key
             out["failing_line"] = self.failing.invoke.line
         return out
+
+    def summary(self) -> str:
+        """Return the verdict and search figures; when invalid, the op that cannot be linearized."""
+        pruned = sum(len(p.pruned) for p in self.partitions)
+        text = {Verdict.VALID: "valid", Verdict.INVALID: "INVALID"}.get(self.valid, "unknown (timed out)")
+        lines = [f"{text}  [{self.model}, {self.ops} ops, {len(self.partitions)} partition(s), {pruned} crashed "
+                 f"op(s) pruned, {self.elapsed * 1000:.1f} ms, {self.explored} states]"]
+        if self.failing is not None:
+            failing = self.failing
+            part = next(p for p in self.partitions if p.valid is Verdict.INVALID)
+            key = "" if self.failing_key is None else f" on key {self.failing_key!r}"
+            shown_input = "" if failing.input is None else " " + json.dumps(failing.input, default=str)
+            lines.append(f"  cannot linearize{key}: process {failing.process} {failing.f}{shown_input} -> "
+                         f"{json.dumps(failing.output, default=str)} (line {failing.invoke.line}"
+                         f"{'' if failing.completion is None else f'-{failing.completion.line}'})")
+            state = json.dumps(part.states[-1], default=str) if part.states else "the initial state"
+            lines.append(f"  longest linearizable prefix: {len(part.linearization)} of {len(part.calls)} ops, "
+                         f"ending in state {state}")
+        if self.valid is Verdict.UNKNOWN:
+            running = [p for p in self.partitions if p.valid is Verdict.UNKNOWN]
+            lines.append(f"  {len(running)} partition(s) unfinished; try a longer timeout")
+        return "\n".join(lines)
 
 
 class _Plan:
@@ -280,11 +304,11 @@ def _failing(plan: _Plan, order: list[int]) -> Call | None:
     return min(candidates, key=lambda c: c.ret or 0) if candidates else None
 
 
-def _partition_result(plan: _Plan, verdict: Any, out: dict[str, Any]) -> PartitionResult:
+def _partition_result(plan: _Plan, verdict: Verdict, out: dict[str, Any]) -> PartitionResult:
     order = _order(plan.entry_op, out.get("stack", []))
     return PartitionResult(key=plan.key, valid=verdict, calls=tuple(plan.calls), pruned=tuple(plan.pruned),
                            linearization=tuple(plan.calls[i].id for i in order), states=_replay(plan, order),
-                           failing=_failing(plan, order) if verdict is False else None,
+                           failing=_failing(plan, order) if verdict is Verdict.INVALID else None,
                            explored=len(out.get("cache", ())))
 
 
@@ -307,7 +331,7 @@ def check_calls(calls: Sequence[Call], model: Model, *, timeout: float | None = 
     """
     started = time.perf_counter()
     if not calls:  # nothing to order: valid, without building a search
-        return LinearizabilityResult(valid=True, model=model.name, partitions=(), ops=0,
+        return LinearizabilityResult(valid=Verdict.VALID, model=model.name, partitions=(), ops=0,
                                      elapsed=time.perf_counter() - started, init=model.init_value)
     deadline = None if timeout is None else started + timeout
     plans = _plans(calls, model)
@@ -317,26 +341,26 @@ def check_calls(calls: Sequence[Call], model: Model, *, timeout: float | None = 
         out: dict[str, Any] = {}
         running.append((n, plan, _search(plan, out), out))
     failing = failing_key = None
-    verdict: Any = True
-    while running and verdict is True:
+    verdict = Verdict.VALID
+    while running and verdict is Verdict.VALID:
         still = []
         for item in running:
             n, plan, gen, out = item
             try:
                 next(gen)
             except StopIteration as stop:
-                results[n] = _partition_result(plan, stop.value, out)
+                results[n] = _partition_result(plan, Verdict.of(stop.value), out)
                 if stop.value is False:
-                    verdict, failing, failing_key = False, results[n].failing, plan.key
+                    verdict, failing, failing_key = Verdict.INVALID, results[n].failing, plan.key
                     break
                 continue
             still.append(item)
         running = [item for item in running if item[0] not in results]
-        if verdict is True and running and deadline is not None and time.perf_counter() > deadline:
-            verdict = UNKNOWN_VERDICT
+        if verdict is Verdict.VALID and running and deadline is not None and time.perf_counter() > deadline:
+            verdict = Verdict.UNKNOWN
     for n, plan, gen, out in running:
         gen.close()
-        results[n] = _partition_result(plan, UNKNOWN_VERDICT, out)
+        results[n] = _partition_result(plan, Verdict.UNKNOWN, out)
     return LinearizabilityResult(valid=verdict, model=model.name, partitions=tuple(results[n] for n in sorted(results)),
                                  ops=len(calls), elapsed=time.perf_counter() - started, failing=failing,
                                  failing_key=failing_key, init=model.init_value)
@@ -346,7 +370,7 @@ def check_linearizable(history: Iterable[Op | Mapping[str, Any]], model: Model, 
                        timeout: float | None = None) -> LinearizabilityResult:
     """Check a history (:class:`Op` objects or Jepsen-shaped dicts, in real-time order) against ``model``.
 
-    ``valid`` is True, False, or "unknown" when ``timeout`` (seconds) expired first.
+    ``valid`` is a :class:`~chaos.verdict.Verdict`: unknown when ``timeout`` (seconds) expired first.
     Raises :class:`~chaos.history.HistoryError` for unpaired ops and
     :class:`~chaos.checker.ModelError` for ops the model cannot read.
     """

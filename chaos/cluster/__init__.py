@@ -13,11 +13,12 @@
 See ``docs/chaos-cluster.md``.
 """
 
+from chaos.cluster._protocol import Cluster, FaultCluster
 from chaos.cluster._cluster import ChaosCluster
 from chaos.cluster._model import ClusterError, NodeInfo, agreed_leader
 from chaos.cluster._links import Link
-from chaos.cluster._procs import pid_alive
+from consensus.testing.procs import pid_alive
 from chaos.cluster._topology import complete_groups, groups_grudge, grudge_links
 
-__all__ = ["ChaosCluster", "ClusterError", "Link", "NodeInfo", "agreed_leader", "complete_groups", "groups_grudge", "grudge_links",
+__all__ = ["ChaosCluster", "Cluster", "FaultCluster", "ClusterError", "Link", "NodeInfo", "agreed_leader", "complete_groups", "groups_grudge", "grudge_links",
            "pid_alive"]

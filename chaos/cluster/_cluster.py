@@ -1,4 +1,5 @@
-"""``ChaosCluster``: N ``consensus serve`` processes whose peer links run through Toxiproxy."""
+"""``ChaosCluster``: N ``consensus serve`` processes whose links (Raft, and HTTP forwarding) run
+through Toxiproxy, so a partition cuts a node off completely."""
 
 from __future__ import annotations
 
@@ -7,28 +8,21 @@ import itertools
 import logging
 import os
 import random
-import signal
-import time
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
-import aiohttp
-
-from chaos.cluster._links import DROP_TOXIC, LATENCY_TOXIC, Link, ProxyAPI
-from chaos.cluster._model import ClusterError, NodeInfo, _last_line, agreed_leader
-from chaos.cluster._procs import HOST, NodeProcess, pick_ports, serve_argv
+from chaos.cluster._links import DROP_TOXIC, LATENCY_TOXIC, HttpLink, Link, ProxyAPI
 from chaos.cluster._topology import Pair, grudge_links, groups_grudge
+from consensus.testing.local import ClusterError, LocalCluster, NodeInfo, PortTaken, plan_nodes, replace_views
+from consensus.testing.procs import HOST, pick_ports
 
 log = logging.getLogger("chaos.cluster")
 
-_LIVE_TIMEOUT = 30.0
-_STATUS_TIMEOUT = 1.0
-_STOP_TIMEOUT = 10.0
 _START_ATTEMPTS = 3
 
 
 class ChaosCluster:
-    """Run ``n`` nodes as local processes, each peer link through its own Toxiproxy proxy.
+    """Run ``n`` nodes as local processes, each link between two nodes through its own Toxiproxy proxy.
 
     ::
 
@@ -38,12 +32,13 @@ class ChaosCluster:
             ...
             await c.heal()
 
-    Clients talk to nodes' HTTP ports directly; only Raft traffic crosses Toxiproxy. Every
-    process is started and stopped by PID; :meth:`stop` heals and stops everything, and is
-    idempotent. With ``toxiproxy_url=None`` an embedded Toxiproxy (a
+    Clients talk to nodes' HTTP ports directly; Raft traffic (one proxy per pair, ``n3->n1``) and
+    follower-to-leader HTTP forwarding (one proxy per ordered pair, ``http-n1->n3``) cross
+    Toxiproxy. Every process is started and stopped by PID; :meth:`stop` heals and stops
+    everything, and is idempotent. With ``toxiproxy_url=None`` an embedded Toxiproxy (a
     :class:`chaos.toxiproxy.BackgroundServer` in a thread) is started and stopped with the
-    cluster; otherwise the proxies are created on that server (named ``proxy_prefix + "n3->n1"``)
-    and deleted at stop.
+    cluster; otherwise the proxies are created on that server (names prefixed by
+    ``proxy_prefix``) and deleted at stop.
     """
 
     def __init__(self, n: int = 3, apps: Sequence[str] = ("counter",), data_dir: Path | str = "chaos-cluster",
@@ -61,15 +56,14 @@ class ChaosCluster:
         self.names = [f"n{i + 1}" for i in range(n)]
         self._raft: dict[str, str] = {}
         self._http: dict[str, str] = {}
-        self._procs: dict[str, NodeProcess] = {}
+        self.local: LocalCluster | None = None  # the node processes, once launched
         self._links: dict[Pair, Link] = {}
+        self._http_links: dict[tuple[str, str], HttpLink] = {}  # (sender, target)
         self._embedded: Any = None  # BackgroundServer when we run Toxiproxy ourselves
         self._api: ProxyAPI | None = None
-        self._session: aiohttp.ClientSession | None = None
         self._cut: set[Pair] = set()
         self._one_way: set[tuple[str, str]] = set()  # (sender, receiver)
         self._slow: dict[Pair, tuple[int, int]] = {}
-        self._paused: set[str] = set()
         self._killed: set[str] = set()
         self._started = False
         self._stopped = False
@@ -78,8 +72,9 @@ class ChaosCluster:
 
     @property
     def nodes(self) -> list[NodeInfo]:
-        return [NodeInfo(name, self._raft.get(name, ""), self._http.get(name, ""),
-                         self._procs[name].pid if name in self._procs else None, self.log_path(name))
+        if self.local is not None:
+            return self.local.nodes
+        return [NodeInfo(name, self._raft.get(name, ""), self._http.get(name, ""), None, self.log_path(name))
                 for name in self.names]
 
     @property
@@ -91,6 +86,11 @@ class ChaosCluster:
         return sorted(self._links.values(), key=lambda link: link.proxy)
 
     @property
+    def http_links(self) -> list[HttpLink]:
+        """The forwarding links, one per ordered pair of nodes."""
+        return sorted(self._http_links.values(), key=lambda link: link.proxy)
+
+    @property
     def faults(self) -> dict[str, Any]:
         """What is injected now, as plain JSON-able data (sorted, so equal states compare equal)."""
         return {
@@ -98,7 +98,7 @@ class ChaosCluster:
             "one_way": sorted([s, r] for s, r in self._one_way),
             "slow": [{"link": sorted(p), "latency_ms": lat, "jitter_ms": jit}
                      for p, (lat, jit) in sorted(self._slow.items(), key=lambda kv: sorted(kv[0]))],
-            "paused": sorted(self._paused),
+            "paused": sorted(self.local.paused if self.local else ()),
             "killed": sorted(self._killed),
         }
 
@@ -150,14 +150,14 @@ class ChaosCluster:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         try:
             await self._start_toxiproxy()
-            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64))
             for attempt in range(1, _START_ATTEMPTS + 1):
                 try:
                     await self._launch()
                     break
-                except _PortTaken as exc:  # someone took a port between our check and the bind
+                except PortTaken as exc:  # someone took a port between our check and the bind
+                    if self.local is not None:
+                        self.local.discard_data()  # written at addresses the next attempt will not use
                     log.warning("chaos cluster start attempt %d: %s; retrying with other ports", attempt, exc)
-                    await self._teardown_nodes()
                     if attempt == _START_ATTEMPTS:
                         raise ClusterError(str(exc)) from None
             await self.wait_for_leader(timeout)
@@ -177,15 +177,28 @@ class ChaosCluster:
         self._api = ProxyAPI(url)
 
     async def _launch(self) -> None:
-        """Pick ports, create the proxies, spawn the nodes and wait until each serves HTTP."""
+        """Pick ports, create the proxies, start the nodes (a LocalCluster) and wait until each serves HTTP."""
         pair_count = self.n * (self.n - 1) // 2
-        ports = pick_ports(2 * self.n + pair_count, self._rng)
-        for i, name in enumerate(self.names):
-            self._raft[name] = f"{HOST}:{ports[i]}"
-            self._http[name] = f"http://{HOST}:{ports[self.n + i]}"
+        ports = pick_ports(2 * self.n + 3 * pair_count, self._rng)
+        specs = plan_nodes(self.n, self.data_dir, apps=self.apps, raft_ports=ports[:self.n],
+                           http_ports=ports[self.n:2 * self.n], token_file=self._write_token())
+        for spec in specs:
+            self._raft[spec.name], self._http[spec.name] = spec.raft, spec.url
         proxy_ports = iter(ports[2 * self.n:])
+        self._links = await self._create_links(proxy_ports)
+        self._http_links = await self._create_http_links(proxy_ports)
+        specs = [replace_views(spec, dial_routes={link.upstream: link.listen for link in self._links.values()
+                                                  if link.dialer == spec.name},
+                               peers=self._view_of(spec.name))
+                 for spec in specs]
+        self.local = LocalCluster(specs)
+        await self.local.start()  # stops its children itself if a node fails to come up
+        log.info("chaos cluster of %d nodes serving in %s", self.n, self.data_dir)
+
+    async def _create_links(self, proxy_ports: Iterator[int]) -> dict[Pair, Link]:
+        """Create one Raft proxy per pair of nodes (a retried start replaces them by name)."""
         assert self._api is not None
-        self._links = {}
+        links = {}
         for a, b in itertools.combinations(self.names, 2):
             # pysyncobj: only the node whose address string is greater dials (transport._shouldConnect).
             dialer, target = (a, b) if self._raft[a] > self._raft[b] else (b, a)
@@ -194,19 +207,40 @@ class ChaosCluster:
                 listen = await self._api.create(proxy, f"{HOST}:{next(proxy_ports)}", self._raft[target])
             except Exception as exc:
                 if "address already in use" in str(exc):
-                    raise _PortTaken(f"proxy {proxy}: {exc}") from None
+                    raise PortTaken(f"proxy {proxy}: {exc}") from None
                 raise
-            self._links[frozenset((a, b))] = Link(dialer, target, proxy, listen, self._raft[target])
-        peers = ",".join(f"{self._raft[n]}={self._http[n]}" for n in self.names)
-        token_file = self._write_token()
-        for name in self.names:
-            routes = {link.upstream: link.listen for link in self._links.values() if link.dialer == name}
-            argv = serve_argv(self._raft[name], peers, self._http[name].removeprefix("http://"),
-                              self.data_dir / name, ",".join(self.apps), token_file, routes)
-            self._procs[name] = NodeProcess(name, argv, self.log_path(name))
-            self._procs[name].spawn()
-        await asyncio.gather(*(self._wait_live(name) for name in self.names))
-        log.info("chaos cluster of %d nodes serving in %s", self.n, self.data_dir)
+            links[frozenset((a, b))] = Link(dialer, target, proxy, listen, self._raft[target])
+        return links
+
+    async def _create_http_links(self, proxy_ports: Iterator[int]) -> dict[tuple[str, str], HttpLink]:
+        """Create one forwarding proxy per ordered pair: ``sender`` reaches ``target``'s HTTP through it."""
+        assert self._api is not None
+        links = {}
+        for sender, target in itertools.permutations(self.names, 2):
+            proxy = f"{self.proxy_prefix}http-{sender}->{target}"
+            upstream = self._http[target].removeprefix("http://")
+            try:
+                listen = await self._api.create(proxy, f"{HOST}:{next(proxy_ports)}", upstream)
+            except Exception as exc:
+                if "address already in use" in str(exc):
+                    raise PortTaken(f"proxy {proxy}: {exc}") from None
+                raise
+            links[(sender, target)] = HttpLink(sender, target, proxy, listen, upstream)
+        return links
+
+    def _view_of(self, name: str) -> dict[str, str]:
+        """Return node ``name``'s forwarding view: every member's Raft address -> the URL it uses."""
+        return {self._raft[other]: self._http[other] if other == name else self._http_links[(name, other)].url
+                for other in self.names}
+
+    def _pair_proxies(self, pair: Pair) -> list[str]:
+        """Every proxy between the two nodes of ``pair``: the Raft link and both forwarding links."""
+        a, b = sorted(pair)
+        return [self._links[pair].proxy, self._http_links[(a, b)].proxy, self._http_links[(b, a)].proxy]
+
+    def _streams(self, pair: Pair) -> list[tuple[str, str]]:
+        """Every (proxy, stream) of ``pair``, both directions."""
+        return [(proxy, stream) for proxy in self._pair_proxies(pair) for stream in ("upstream", "downstream")]
 
     def _write_token(self) -> Path | None:
         if self.token is None:
@@ -216,22 +250,6 @@ class ChaosCluster:
         with os.fdopen(fd, "w") as f:
             f.write(self.token)
         return path
-
-    async def _wait_live(self, name: str, timeout: float = _LIVE_TIMEOUT) -> None:
-        proc = self._procs[name]
-        deadline = time.monotonic() + timeout
-        while True:
-            code = proc.returncode
-            if code is not None:
-                last = _last_line(proc.log)
-                if "in use" in last:
-                    raise _PortTaken(f"{name}: {last}")
-                raise ClusterError(f"node {name} exited with code {code}: {last or 'see ' + str(proc.log)}")
-            if await self._get(name, "/livez") is not None:
-                return
-            if time.monotonic() > deadline:
-                raise ClusterError(f"node {name} did not serve HTTP within {timeout:.0f}s; see {proc.log}")
-            await asyncio.sleep(0.05)
 
     async def stop(self) -> None:
         """Heal, stop every node by PID (SIGTERM, SIGKILL after a deadline), remove the proxies,
@@ -246,116 +264,79 @@ class ChaosCluster:
                 except Exception as exc:  # keep going: processes must still be stopped
                     log.warning("chaos cluster: heal during stop failed: %s", exc)
         finally:
-            await self._teardown_nodes()
-            if self._session is not None:
-                await self._session.close()
+            if self.local is not None:
+                await self.local.stop()
             if self._api is not None:
                 if self._embedded is None:
-                    for link in self._links.values():
+                    for proxy in self._proxy_names():
                         try:
-                            await self._api.destroy(link.proxy)
+                            await self._api.destroy(proxy)
                         except Exception as exc:
-                            log.warning("chaos cluster: could not delete proxy %s: %s", link.proxy, exc)
+                            log.warning("chaos cluster: could not delete proxy %s: %s", proxy, exc)
                 self._api.close()
             if self._embedded is not None:
                 await asyncio.to_thread(self._embedded.stop)
                 self._embedded = None
 
-    async def _teardown_nodes(self) -> None:
-        procs = list(self._procs.values())
-        await asyncio.gather(*(p.terminate(_STOP_TIMEOUT) for p in procs))
-        self._paused.clear()
-        self._procs = {}  # a retried start replaces the proxies by name
+    def _proxy_names(self) -> list[str]:
+        return sorted([link.proxy for link in self._links.values()] + [link.proxy for link in self._http_links.values()])
+
+    def _nodes(self) -> LocalCluster:
+        if self.local is None:
+            raise ClusterError("start() the cluster first")
+        return self.local
 
     # -- status and leader -------------------------------------------------------------------
 
-    async def _get(self, name: str, path: str, timeout: float = _STATUS_TIMEOUT) -> Any:
-        """GET a node's JSON, or None if it does not answer in time."""
-        assert self._session is not None
-        try:
-            async with self._session.get(self._http[name] + path, timeout=aiohttp.ClientTimeout(total=timeout)) as r:
-                if r.status != 200:
-                    return None
-                return await r.json()
-        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
-            return None
-
-    async def status(self, name: str, timeout: float = _STATUS_TIMEOUT) -> dict[str, Any] | None:
+    async def status(self, name: str, timeout: float = 1.0, *, digest: bool = False) -> dict[str, Any] | None:
         """Return ``GET /v1/status`` of one node, or None if it is down, paused or slow to answer."""
         self._check(name)
-        if self._procs.get(name) is None or self._procs[name].pid is None or name in self._paused:
-            return None
-        result: dict[str, Any] | None = await self._get(name, "/v1/status", timeout)
-        return result
+        return await self._nodes().status(name, timeout, digest=digest)
 
-    async def statuses(self) -> dict[str, dict[str, Any] | None]:
-        found = await asyncio.gather(*(self.status(name) for name in self.names))
-        return dict(zip(self.names, found))
+    async def statuses(self, *, digest: bool = False) -> dict[str, dict[str, Any] | None]:
+        return await self._nodes().statuses(digest=digest)
 
     async def leader(self) -> str | None:
         """Return the node every reachable node agrees leads, or None.
 
         Reachable nodes are those running, not paused, that answer ``/v1/status`` within 1 s.
-        Node X is the leader when X says it leads at term T, a majority of the whole cluster
-        (X included) names X at term T, and no reachable node names another leader at a term
-        of T or more. Nodes that name no leader do not veto (a node cut off from the rest keeps
-        starting elections and may be at a higher term), nor do nodes at a lower term (a
-        deposed leader cut off from the rest that has not noticed yet).
+        The rule is :func:`consensus.testing.local.agreed_leader`.
         """
-        found = {name: s for name, s in (await self.statuses()).items() if s is not None}
-        return agreed_leader(found, self._raft, self.n)
+        return await self._nodes().leader()
 
-    async def wait_for_leader(self, timeout: float = 15.0) -> str:
-        """Poll :meth:`leader` until one is agreed; raise ``TimeoutError`` after ``timeout`` s."""
-        deadline = time.monotonic() + timeout
-        while True:
-            leader = await self.leader()
-            if leader is not None:
-                return leader
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"no agreed leader within {timeout:.1f}s; statuses: {await self._brief()}")
-            await asyncio.sleep(0.05)
+    async def wait_for_leader(self, timeout: float = 15.0, *, other_than: str | None = None) -> str:
+        """Poll :meth:`leader` until one is agreed that is not ``other_than``; raise ``TimeoutError``.
 
-    async def _brief(self) -> dict[str, str]:
-        return {name: "down" if s is None else f"{s.get('role')} term {s.get('term')} leader {s.get('leader')}"
-                for name, s in (await self.statuses()).items()}
+        After isolating the leader, the others still name it until they elect a new one (about
+        1-1.5 s): ``wait_for_leader(other_than=old)`` waits for that new one.
+        """
+        return await self._nodes().wait_for_leader(timeout, other_than=other_than)
 
     # -- processes ---------------------------------------------------------------------------
 
     async def kill(self, name: str) -> None:
         """SIGKILL a node by PID and reap it; the node stays down until :meth:`restart`."""
         self._check(name)
-        await self._procs[name].kill()
+        await self._nodes().kill(name)
         self._killed.add(name)
-        self._paused.discard(name)
         log.info("chaos cluster: killed %s", name)
 
-    async def restart(self, name: str, timeout: float = _LIVE_TIMEOUT) -> None:
+    async def restart(self, name: str, timeout: float = 30.0) -> None:
         """Start a killed (or exited) node again: same data dir, ports and routes; wait until it serves HTTP."""
         self._check(name)
-        proc = self._procs[name]
-        if proc.pid is not None:
-            raise ClusterError(f"{name} is running (pid {proc.pid}); kill it before restarting it")
-        proc.spawn()
-        self._killed.discard(name)
-        try:
-            await self._wait_live(name, timeout)
-        except _PortTaken as exc:
-            raise ClusterError(f"cannot restart {name}: {exc}") from None
-        log.info("chaos cluster: restarted %s as pid %s", name, proc.pid)
+        await self._nodes().restart(name, timeout)
+        self._killed.discard(name)  # only once it runs: a failed restart leaves it for the final heal
+        log.info("chaos cluster: restarted %s as pid %s", name, self.node(name).pid)
 
     async def pause(self, name: str) -> None:
         """SIGSTOP a node: it keeps its sockets but answers nothing until :meth:`resume`."""
         self._check(name)
-        if not self._procs[name].signal(signal.SIGSTOP):
-            raise ClusterError(f"cannot pause {name}: it is not running")
-        self._paused.add(name)
+        await self._nodes().pause(name)
 
     async def resume(self, name: str) -> None:
         """SIGCONT a paused node."""
         self._check(name)
-        self._procs[name].signal(signal.SIGCONT)
-        self._paused.discard(name)
+        await self._nodes().resume(name)
 
     # -- network -----------------------------------------------------------------------------
 
@@ -391,8 +372,8 @@ class ChaosCluster:
             await self._set_drop(sender, receiver, True)
 
     async def cut(self, a: str, b: str) -> None:
-        """Cut the link between ``a`` and ``b`` (both directions): its proxy closes its
-        connections and refuses new ones."""
+        """Cut the link between ``a`` and ``b`` (both directions): its Raft proxy and both forwarding
+        proxies close their connections and refuse new ones."""
         await self._set_cut(self.link(a, b).pair, True)
 
     async def uncut(self, a: str, b: str) -> None:
@@ -406,19 +387,18 @@ class ChaosCluster:
     async def one_way(self, sender: str, receiver: str) -> None:
         """Lose everything ``sender`` sends to ``receiver``; the other direction still flows.
 
-        This is a Toxiproxy ``timeout`` toxic with timeout 0 on the sender's stream of the link:
-        the connection stays open, bytes from ``sender`` are read and thrown away, bytes from
-        ``receiver`` pass. Removing it (uncut, heal) closes the link's connections, which then
+        This is a Toxiproxy ``timeout`` toxic with timeout 0 on the sender's stream of the Raft
+        link and of both forwarding links: the connections stay open, bytes from ``sender`` are
+        read and thrown away, bytes from ``receiver`` pass. Removing it (uncut, heal) closes the link's connections, which then
         reconnect: Raft sees one fresh connection, not a burst of old messages.
         """
         self.link(sender, receiver)
         await self._set_drop(sender, receiver, True)
 
     async def slow(self, latency_ms: int, jitter_ms: int = 0, nodes: Sequence[str] | None = None) -> None:
-        """Delay every link touching ``nodes`` (all links if None) by ``latency_ms`` +- ``jitter_ms``
-        in each direction, so a round trip over it takes at least twice ``latency_ms``.
-
-        Calling it again changes the delay of those links.
+        """Delay every link touching ``nodes`` (all links if None; Raft and forwarding) by
+        ``latency_ms`` +- ``jitter_ms`` in each direction, so a round trip over it takes at least
+        twice ``latency_ms``. Calling it again changes the delay of those links.
         """
         if latency_ms < 0 or jitter_ms < 0:
             raise ValueError("latency and jitter must not be negative")
@@ -426,11 +406,11 @@ class ChaosCluster:
         for name in chosen:
             self._check(name)
         assert self._api is not None
-        for pair, link in sorted(self._links.items(), key=lambda kv: kv[1].proxy):
+        for pair in sorted(self._links, key=sorted):
             if not pair & chosen:
                 continue
-            for stream in ("upstream", "downstream"):
-                await self._api.add_toxic(link.proxy, f"{LATENCY_TOXIC}-{stream}", "latency", stream,
+            for proxy, stream in self._streams(pair):
+                await self._api.add_toxic(proxy, f"{LATENCY_TOXIC}-{stream}", "latency", stream,
                                           {"latency": latency_ms, "jitter": jitter_ms})
             self._slow[pair] = (latency_ms, jitter_ms)
 
@@ -439,9 +419,8 @@ class ChaosCluster:
         chosen = set(self.names if nodes is None else nodes)
         assert self._api is not None
         for pair in [p for p in self._slow if p & chosen]:
-            link = self._links[pair]
-            for stream in ("upstream", "downstream"):
-                await self._api.remove_toxic(link.proxy, f"{LATENCY_TOXIC}-{stream}")
+            for proxy, stream in self._streams(pair):
+                await self._api.remove_toxic(proxy, f"{LATENCY_TOXIC}-{stream}")
             del self._slow[pair]
 
     async def link_state(self, a: str, b: str) -> dict[str, Any]:
@@ -453,41 +432,59 @@ class ChaosCluster:
             raise ClusterError(f"proxy {link.proxy} is missing from Toxiproxy at {self._api.url}")
         return state
 
+    def http_links_of(self, a: str, b: str) -> tuple[HttpLink, HttpLink]:
+        """Return the forwarding links ``a -> b`` and ``b -> a``."""
+        self.link(a, b)
+        return self._http_links[(a, b)], self._http_links[(b, a)]
+
+    async def http_link_state(self, sender: str, target: str) -> dict[str, Any]:
+        """Return the forwarding proxy ``sender -> target`` as Toxiproxy sees it."""
+        assert self._api is not None
+        self.link(sender, target)
+        link = self._http_links[(sender, target)]
+        state = await self._api.state(link.proxy)
+        if state is None:
+            raise ClusterError(f"proxy {link.proxy} is missing from Toxiproxy at {self._api.url}")
+        return state
+
     async def heal_network(self) -> None:
         """Restore every link: remove every toxic (latency too) and re-enable every proxy."""
         assert self._api is not None
-        for link in self.links:
-            await self._api.heal(link.proxy)
+        for proxy in self._proxy_names():
+            await self._api.heal(proxy)
         self._cut.clear()
         self._one_way.clear()
         self._slow.clear()
 
     async def heal(self) -> None:
         """Remove every toxic, re-enable every proxy and resume paused nodes (killed ones stay down)."""
-        for name in sorted(self._paused):
+        for name in sorted(self.local.paused if self.local else ()):
             await self.resume(name)
         await self.heal_network()
 
     async def _set_cut(self, pair: Pair, cut: bool) -> None:
         assert self._api is not None
-        await self._api.set_enabled(self._links[pair].proxy, not cut)
+        for proxy in self._pair_proxies(pair):
+            await self._api.set_enabled(proxy, not cut)
         if cut:
             self._cut.add(pair)
         else:
             self._cut.discard(pair)
 
     async def _set_drop(self, sender: str, receiver: str, drop: bool) -> None:
+        """Lose (or stop losing) what ``sender`` sends ``receiver``: its Raft messages, its forwarded
+        requests to ``receiver``, and its answers to requests ``receiver`` forwards to it."""
         assert self._api is not None
         link = self.link(sender, receiver)
-        stream = link.stream_from(sender)
-        name = f"{DROP_TOXIC}-{stream}"
+        streams = [(link.proxy, link.stream_from(sender)), (self._http_links[(sender, receiver)].proxy, "upstream"),
+                   (self._http_links[(receiver, sender)].proxy, "downstream")]
+        for proxy, stream in streams:
+            name = f"{DROP_TOXIC}-{stream}"
+            if drop:
+                await self._api.add_toxic(proxy, name, "timeout", stream, {"timeout": 0})
+            else:
+                await self._api.remove_toxic(proxy, name)
         if drop:
-            await self._api.add_toxic(link.proxy, name, "timeout", stream, {"timeout": 0})
             self._one_way.add((sender, receiver))
         else:
-            await self._api.remove_toxic(link.proxy, name)
             self._one_way.discard((sender, receiver))
-
-
-class _PortTaken(Exception):
-    """A port we picked was taken before we bound it."""

@@ -1,10 +1,16 @@
-"""Peer links: one Toxiproxy proxy per pair of nodes, driven through Toxiproxy's HTTP API.
+"""Links between nodes, each through its own Toxiproxy proxy, driven through Toxiproxy's HTTP API.
 
-pysyncobj opens one TCP connection per pair, dialed by the node whose Raft address string is
-greater, and both directions of Raft traffic share it. So one proxy per pair carries the whole
-link: the dialer's ``--dial-route`` points at the proxy's listener, the proxy's upstream is the
-target's Raft port. Toxiproxy's ``upstream`` stream is dialer -> target, ``downstream`` is
+Raft: pysyncobj opens one TCP connection per pair, dialed by the node whose Raft address string
+is greater, and both directions of Raft traffic share it. So one proxy per pair carries the whole
+Raft link: the dialer's ``--dial-route`` points at the proxy's listener, the proxy's upstream is
+the target's Raft port. Toxiproxy's ``upstream`` stream is dialer -> target, ``downstream`` is
 target -> dialer.
+
+HTTP: a follower forwards writes and linearizable reads to the leader's HTTP URL as it knows it
+(``--peers ADDR=URL``). Each node gets its own view: for every other node, the URL of a proxy
+``sender -> target`` whose upstream is the target's HTTP port. Requests flow on ``upstream``,
+answers on ``downstream``. A partition of a pair cuts its Raft proxy and both HTTP proxies, so a
+partitioned node is cut off completely; clients still reach every node directly.
 """
 
 from __future__ import annotations
@@ -40,6 +46,29 @@ class Link:
         if sender == self.target:
             return "downstream"
         raise ValueError(f"{sender} is not an end of link {self.proxy}")
+
+
+@dataclass(frozen=True)
+class HttpLink:
+    """Node ``sender`` reaches node ``target``'s HTTP API (to forward to it) through ``proxy``."""
+
+    sender: str
+    target: str
+    proxy: str
+    listen: str     # the proxy's listener: the sender's URL for the target is http://listen
+    upstream: str   # the target's HTTP host:port
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.listen}"
+
+    def stream_from(self, node: str) -> str:
+        """Return the Toxiproxy stream that carries data sent by ``node``."""
+        if node == self.sender:
+            return "upstream"
+        if node == self.target:
+            return "downstream"
+        raise ValueError(f"{node} is not an end of link {self.proxy}")
 
 
 class ProxyAPI:

@@ -2,7 +2,10 @@
 
 Every importer translates its format's meaning into the history model of :mod:`.ops`:
 
-- JSON Lines (ours): one Jepsen-shaped op per line; ``fail`` did not happen.
+- JSON Lines (ours): one Jepsen-shaped op per line; ``fail`` did not happen. A run's history
+  starts with one header line, ``{"raftwork_history": 1, "model": "kv", "init": 0, ...}``, that
+  states the model its checker used and the initial value of every key (``init``, as
+  :func:`chaos.checker.make_model` takes it), so a re-check never depends on a convention.
 - Jepsen/Knossos EDN: a vector (or bare sequence) of op maps; ``fail`` did not happen; a
   completed read of nil matches any value, so it becomes an ``info`` read (result unknown);
   registers start at 0.
@@ -25,8 +28,9 @@ from typing import Any, Iterable, Mapping
 from . import edn
 from .ops import FAIL, INFO, INVOKE, OK, HistoryError, Op
 
-__all__ = ["MISSING", "Loaded", "detect_format", "load", "parse", "read_jsonl", "write_jsonl",
-           "dumps_jsonl", "read_knossos_edn", "read_porcupine_etcd", "read_porcupine_kv", "to_edn"]
+__all__ = ["MISSING", "HEADER_KEY", "HEADER_LINES", "Loaded", "detect_format", "load", "parse", "read_jsonl",
+           "read_jsonl_header", "write_jsonl", "dumps_jsonl", "read_knossos_edn", "read_porcupine_etcd",
+           "read_porcupine_kv", "to_edn"]
 
 MISSING: Any = type("Missing", (), {"__repr__": lambda self: "MISSING"})()
 
@@ -36,13 +40,20 @@ DEFAULT_INIT: dict[str, Any] = {"jsonl": MISSING, "knossos-edn": 0, "porcupine-e
                                 "porcupine-kv-edn-lines": ""}
 
 
+HEADER_KEY = "raftwork_history"  # its value is the header's version
+HEADER_LINES = 1  # a run's history.jsonl: the header, then one op a line
+
+
 @dataclass(frozen=True)
 class Loaded:
-    """A history read from a file, with the format it was in and the initial value it implies."""
+    """A history read from a file, with the format it was in, the initial value it implies (the
+    header's ``init`` when it states one), the model its header names, and the header itself."""
 
     ops: list[Op]
     format: str
     init: Any = MISSING
+    model: str | None = None
+    header: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def _plain(value: Any) -> Any:
@@ -62,8 +73,14 @@ def _plain(value: Any) -> Any:
 
 
 def read_jsonl(text: str) -> list[Op]:
-    """Return the ops of a JSON Lines history."""
+    """Return the ops of a JSON Lines history (a header line, if any, is skipped)."""
+    return read_jsonl_header(text)[1]
+
+
+def read_jsonl_header(text: str) -> tuple[dict[str, Any], list[Op]]:
+    """Return the header (``{}`` if the first line is an op) and the ops of a JSON Lines history."""
     ops: list[Op] = []
+    header: dict[str, Any] = {}
     for lineno, raw in enumerate(text.splitlines(), 1):
         if not raw.strip():
             continue
@@ -73,18 +90,25 @@ def read_jsonl(text: str) -> list[Op]:
             raise HistoryError(f"not JSON: {exc.msg}", line=lineno) from None
         if not isinstance(data, dict):
             raise HistoryError("a history line must be a JSON object", line=lineno)
+        if HEADER_KEY in data:
+            if ops or header:
+                raise HistoryError("a header line must come first", line=lineno)
+            header = data
+            continue
         ops.append(Op.from_dict(data, index=len(ops), line=lineno))
-    return ops
+    return header, ops
 
 
-def dumps_jsonl(ops: Iterable[Op]) -> str:
-    """Return ops as JSON Lines text."""
-    return "".join(json.dumps(op.to_dict(), separators=(",", ":"), default=_plain) + "\n" for op in ops)
+def dumps_jsonl(ops: Iterable[Op], header: Mapping[str, Any] | None = None) -> str:
+    """Return ops as JSON Lines text, after a header line if ``header`` is given."""
+    lines = [] if header is None else [json.dumps({HEADER_KEY: 1, **header}, separators=(",", ":"), default=_plain) + "\n"]
+    lines += [json.dumps(op.to_dict(), separators=(",", ":"), default=_plain) + "\n" for op in ops]
+    return "".join(lines)
 
 
-def write_jsonl(ops: Iterable[Op], path: str | Path) -> None:
-    """Write ops to ``path`` as JSON Lines."""
-    Path(path).write_text(dumps_jsonl(ops), encoding="utf-8")
+def write_jsonl(ops: Iterable[Op], path: str | Path, header: Mapping[str, Any] | None = None) -> None:
+    """Write ops to ``path`` as JSON Lines (after a header line if ``header`` is given)."""
+    Path(path).write_text(dumps_jsonl(ops, header), encoding="utf-8")
 
 
 # ---------------------------------------------------------------- Jepsen / Knossos EDN
@@ -251,6 +275,11 @@ def parse(text: str, fmt: str | None = None, *, name: str = "") -> Loaded:
     fmt = fmt or detect_format(text, name)
     if fmt not in _READERS:
         raise HistoryError(f"unknown history format {fmt!r} (known: {', '.join(FORMATS)})")
+    if fmt == "jsonl":
+        header, ops = read_jsonl_header(text)
+        model = header.get("model")
+        return Loaded(ops=ops, format=fmt, init=header.get("init", DEFAULT_INIT[fmt]),
+                      model=model if isinstance(model, str) else None, header=header)
     return Loaded(ops=_READERS[fmt](text), format=fmt, init=DEFAULT_INIT[fmt])
 
 

@@ -62,6 +62,15 @@ class Op:
     extra: Mapping[str, Any] = field(default_factory=dict)
     line: int | None = field(default=None, compare=False)
 
+    @property
+    def is_client(self) -> bool:
+        """Whether a client process (an int) issued it, not the nemesis."""
+        return isinstance(self.process, int) and not isinstance(self.process, bool)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """Return an extra field (``error``, ``phase``...), or ``default``."""
+        return self.extra.get(name, default)
+
     def to_dict(self) -> dict[str, Any]:
         """Return the op as a JSON-ready dict in Jepsen's field order."""
         out: dict[str, Any] = {"index": self.index, "time": self.time, "type": self.type,
@@ -94,7 +103,7 @@ def as_ops(history: Iterable[Op | Mapping[str, Any]]) -> list[Op]:
 
 def is_client_op(op: Op) -> bool:
     """Return whether ``op`` comes from a client process (an int), not the nemesis."""
-    return isinstance(op.process, int) and not isinstance(op.process, bool)
+    return op.is_client
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +141,7 @@ def pair(ops: Iterable[Op | Mapping[str, Any]], *, file: str | None = None) -> l
     done: list[tuple[int, Op, Op | None, int | None]] = []
     position = 0
     for op in as_ops(ops):
-        if not is_client_op(op):
+        if not op.is_client:
             continue
         position += 1
         if op.type == INVOKE:

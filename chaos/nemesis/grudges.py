@@ -148,6 +148,10 @@ def _isolate_leader_or_one(nodes: Sequence[str], rng: random.Random, leader: str
     return as_grudge(nodes, isolate_leader(nodes, leader))
 
 
+# The fewest nodes each grudge can cut (a nemesis that draws one on fewer is a usage error).
+MIN_NODES: dict[str, int] = {"isolate_one": 2, "isolate_leader": 2, "random_halves": 2, "majorities_ring": 3,
+                             "bridge": 3, "one_way": 2}
+
 GRUDGES: dict[str, GrudgeFn] = {
     "isolate_one": lambda nodes, rng, leader: as_grudge(nodes, isolate_one(nodes, rng)),
     "isolate_leader": _isolate_leader_or_one,

@@ -1,53 +1,63 @@
 """Nemesis packages: ``start`` a fault, ``stop`` it, and a final ``heal`` that is always safe.
 
-The protocol (Jepsen's, in three calls)::
+The protocol (Jepsen's, in three calls, plus a check before the run)::
 
     class Nemesis(Protocol):
         name: str
-        async def start(self, cluster, rng) -> dict   # {"f": "start-partition", "value": {...}}
-        async def stop(self, cluster) -> dict         # {"f": "stop-partition", "value": ...}
-        async def heal(self, cluster) -> None         # undo everything this kind of fault can leave
+        def problems(self, nodes: int) -> list[str]          # why it cannot run on this cluster
+        async def start(self, cluster, rng) -> NemesisOp     # NemesisOp("start-partition", {...})
+        async def stop(self, cluster) -> NemesisOp
+        async def heal(self, cluster) -> None                # undo everything this kind of fault can leave
 
-The dicts are op values for the history (the runner records them as the nemesis process's
-``info`` ops). ``start`` draws every random choice from the ``rng`` it is given, so a seeded run
-injects the same faults, given the same leaders. A runner alternates ``start`` and ``stop`` and
+The ops are values for the history (the runner records them as the nemesis process's ``info``
+ops). ``start`` draws every random choice from the ``rng`` it is given, so a seeded run injects
+the same faults, given the same leaders. A runner asks ``problems`` first (a nemesis that
+cannot run is a usage error, not a run of nothing), alternates ``start`` and ``stop``, and
 always calls ``heal`` at the end, also after a failure.
 """
 
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING, Any, Protocol, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, Sequence
 
-from chaos.nemesis.grudges import GRUDGES, cut_pairs
-
-if TYPE_CHECKING:
-    from chaos.cluster import ChaosCluster
-
-Op = dict[str, Any]
+from chaos.cluster import FaultCluster
+from chaos.nemesis.grudges import GRUDGES, MIN_NODES, cut_pairs
 
 DEFAULT_GRUDGES = ("isolate_one", "isolate_leader", "random_halves", "majorities_ring", "bridge")
+TARGETS = ("one", "minority", "majority", "leader", "all")
+
+
+@dataclass(frozen=True)
+class NemesisOp:
+    """What a nemesis did: Jepsen's ``:f`` (``start-partition``, ``kill``...) and its ``:value``."""
+
+    f: str
+    value: Any = None
 
 
 class Nemesis(Protocol):
     name: str
 
-    async def start(self, cluster: "ChaosCluster", rng: random.Random) -> Op: ...
+    def problems(self, nodes: int) -> list[str]: ...
 
-    async def stop(self, cluster: "ChaosCluster") -> Op: ...
+    async def start(self, cluster: FaultCluster, rng: random.Random) -> NemesisOp: ...
 
-    async def heal(self, cluster: "ChaosCluster") -> None: ...
+    async def stop(self, cluster: FaultCluster) -> NemesisOp: ...
+
+    async def heal(self, cluster: FaultCluster) -> None: ...
 
 
-def _running(cluster: "ChaosCluster") -> list[str]:
+def _running(cluster: FaultCluster) -> list[str]:
     faults = cluster.faults
     down = set(faults["killed"]) | set(faults["paused"])
     return [n for n in cluster.names if n not in down]
 
 
-async def _pick(cluster: "ChaosCluster", rng: random.Random, target: str) -> tuple[list[str], str]:
-    """Choose running nodes for ``target`` ("one", "minority", "leader", "all"); return them and
-    the target actually used ("leader" falls back to "one" when no leader is agreed)."""
+async def _pick(cluster: FaultCluster, rng: random.Random, target: str) -> tuple[list[str], str]:
+    """Choose running nodes for ``target`` (one of :data:`TARGETS`); return them and the target
+    actually used ("leader" falls back to "one" when no leader is agreed)."""
     running = _running(cluster)
     if not running:
         return [], target
@@ -58,12 +68,18 @@ async def _pick(cluster: "ChaosCluster", rng: random.Random, target: str) -> tup
         target = "one"  # no agreed leader: any node
     if target == "one":
         return [rng.choice(running)], target
-    if target == "minority":
-        size = max(1, (len(cluster.names) - 1) // 2)
-        return sorted(rng.sample(running, min(size, len(running)))), target
-    if target == "all":
-        return list(running), target
-    raise ValueError(f"unknown target {target!r}: use one, minority, leader or all")
+    sizes = {"minority": max(1, (len(cluster.names) - 1) // 2), "majority": len(cluster.names) // 2 + 1,
+             "all": len(running)}
+    if target not in sizes:
+        raise ValueError(f"unknown target {target!r}: use {', '.join(TARGETS)}")
+    return sorted(rng.sample(running, min(sizes[target], len(running)))), target
+
+
+def _check_targets(targets: Sequence[str]) -> tuple[str, ...]:
+    unknown = [t for t in targets if t not in TARGETS]
+    if unknown or not targets:
+        raise ValueError(f"unknown target {unknown[0] if unknown else None!r}; use {', '.join(TARGETS)}")
+    return tuple(targets)
 
 
 class NoNemesis:
@@ -71,33 +87,48 @@ class NoNemesis:
 
     name = "none"
 
-    async def start(self, cluster: "ChaosCluster", rng: random.Random) -> Op:
-        return {"f": "start", "value": None}
+    def problems(self, nodes: int) -> list[str]:
+        return []
 
-    async def stop(self, cluster: "ChaosCluster") -> Op:
-        return {"f": "stop", "value": None}
+    async def start(self, cluster: FaultCluster, rng: random.Random) -> NemesisOp:
+        return NemesisOp("start")
 
-    async def heal(self, cluster: "ChaosCluster") -> None:
+    async def stop(self, cluster: FaultCluster) -> NemesisOp:
+        return NemesisOp("stop")
+
+    async def heal(self, cluster: FaultCluster) -> None:
         return None
 
 
 class PartitionNemesis:
     """Each start cuts the network along a grudge drawn at random from ``grudges``.
 
-    Grudge names are those of :data:`chaos.nemesis.grudges.GRUDGES`. ``isolate_leader`` asks the
-    cluster for the leader and falls back to ``isolate_one`` when none is agreed (the op says so).
+    Grudge names are those of :data:`chaos.nemesis.grudges.GRUDGES`. With the default set, the
+    grudges a cluster is too small for are left out (2 nodes: no bridge, no majorities ring);
+    grudges named explicitly must all fit. ``isolate_leader`` asks the cluster for the leader and
+    falls back to ``isolate_one`` when none is agreed (the op says so).
     """
 
     name = "partition"
 
-    def __init__(self, grudges: Sequence[str] = DEFAULT_GRUDGES) -> None:
-        unknown = [g for g in grudges if g not in GRUDGES]
-        if unknown or not grudges:
+    def __init__(self, grudges: Sequence[str] | None = None) -> None:
+        chosen = tuple(grudges) if grudges is not None else DEFAULT_GRUDGES
+        unknown = [g for g in chosen if g not in GRUDGES]
+        if unknown or not chosen:
             raise ValueError(f"unknown grudge {unknown[0] if unknown else None!r}; known: {', '.join(GRUDGES)}")
-        self.grudges = tuple(grudges)
+        self.grudges = chosen
+        self.explicit = grudges is not None
 
-    async def start(self, cluster: "ChaosCluster", rng: random.Random) -> Op:
-        kind = rng.choice(self.grudges)
+    def _fitting(self, nodes: int) -> tuple[str, ...]:
+        return tuple(g for g in self.grudges if MIN_NODES[g] <= nodes)
+
+    def problems(self, nodes: int) -> list[str]:
+        if self.explicit:
+            return [f"{g} needs at least {MIN_NODES[g]} nodes, not {nodes}" for g in self.grudges if MIN_NODES[g] > nodes]
+        return [] if self._fitting(nodes) else [f"a partition needs at least 2 nodes, not {nodes}"]
+
+    async def start(self, cluster: FaultCluster, rng: random.Random) -> NemesisOp:
+        kind = rng.choice(self._fitting(len(cluster.names)))
         leader = await cluster.leader() if kind == "isolate_leader" else None
         if kind == "isolate_leader" and leader is None:
             kind = "isolate_one"
@@ -109,43 +140,48 @@ class PartitionNemesis:
             value["one_way"] = one_way  # [sender, receiver]: what sender sends receiver is lost
         if leader is not None:
             value["leader"] = leader
-        return {"f": "start-partition", "value": value}
+        return NemesisOp("start-partition", value)
 
-    async def stop(self, cluster: "ChaosCluster") -> Op:
+    async def stop(self, cluster: FaultCluster) -> NemesisOp:
         await cluster.apply_grudge({})
-        return {"f": "stop-partition", "value": "network healed"}
+        return NemesisOp("stop-partition", "network healed")
 
-    async def heal(self, cluster: "ChaosCluster") -> None:
+    async def heal(self, cluster: FaultCluster) -> None:
         await cluster.heal_network()
 
 
 class KillNemesis:
-    """Each start SIGKILLs nodes (``targets``: one, minority, leader, drawn at random); stop restarts them."""
+    """Each start SIGKILLs nodes (``targets`` drawn at random: one, minority, majority, leader, all);
+    stop restarts them."""
 
     name = "kill"
 
     def __init__(self, targets: Sequence[str] = ("one", "minority", "leader")) -> None:
-        self.targets = tuple(targets)
+        self.targets = _check_targets(targets)
         self.killed: list[str] = []
 
-    async def start(self, cluster: "ChaosCluster", rng: random.Random) -> Op:
+    def problems(self, nodes: int) -> list[str]:
+        return []
+
+    async def start(self, cluster: FaultCluster, rng: random.Random) -> NemesisOp:
         nodes, target = await _pick(cluster, rng, rng.choice(self.targets))
         for name in nodes:
             await cluster.kill(name)
             self.killed.append(name)
-        return {"f": "kill", "value": {"target": target, "nodes": nodes}}
+        return NemesisOp("kill", {"target": target, "nodes": nodes})
 
-    async def stop(self, cluster: "ChaosCluster") -> Op:
+    async def stop(self, cluster: FaultCluster) -> NemesisOp:
         nodes, self.killed = self.killed, []
-        await _restart_all(cluster, nodes)
-        return {"f": "restart", "value": {"nodes": nodes}}
+        await restart_all(cluster, nodes)
+        return NemesisOp("restart", {"nodes": nodes})
 
-    async def heal(self, cluster: "ChaosCluster") -> None:
+    async def heal(self, cluster: FaultCluster) -> None:
         self.killed = []
-        await _restart_all(cluster, cluster.faults["killed"])
+        await restart_all(cluster, cluster.faults["killed"])
 
 
-async def _restart_all(cluster: "ChaosCluster", names: Sequence[str]) -> None:
+async def restart_all(cluster: FaultCluster, names: Sequence[str]) -> None:
+    """Restart every node of ``names`` that is down; the first error is raised after trying them all."""
     errors: list[Exception] = []
     for name in names:
         if name in cluster.faults["killed"]:
@@ -158,28 +194,31 @@ async def _restart_all(cluster: "ChaosCluster", names: Sequence[str]) -> None:
 
 
 class PauseNemesis:
-    """Each start SIGSTOPs nodes (``targets``: one, leader, minority); stop SIGCONTs them."""
+    """Each start SIGSTOPs nodes (``targets``: one, leader, minority...); stop SIGCONTs them."""
 
     name = "pause"
 
     def __init__(self, targets: Sequence[str] = ("one", "leader")) -> None:
-        self.targets = tuple(targets)
+        self.targets = _check_targets(targets)
         self.paused: list[str] = []
 
-    async def start(self, cluster: "ChaosCluster", rng: random.Random) -> Op:
+    def problems(self, nodes: int) -> list[str]:
+        return []
+
+    async def start(self, cluster: FaultCluster, rng: random.Random) -> NemesisOp:
         nodes, target = await _pick(cluster, rng, rng.choice(self.targets))
         for name in nodes:
             await cluster.pause(name)
             self.paused.append(name)
-        return {"f": "pause", "value": {"target": target, "nodes": nodes}}
+        return NemesisOp("pause", {"target": target, "nodes": nodes})
 
-    async def stop(self, cluster: "ChaosCluster") -> Op:
+    async def stop(self, cluster: FaultCluster) -> NemesisOp:
         nodes, self.paused = self.paused, []
         for name in nodes:
             await cluster.resume(name)
-        return {"f": "resume", "value": {"nodes": nodes}}
+        return NemesisOp("resume", {"nodes": nodes})
 
-    async def heal(self, cluster: "ChaosCluster") -> None:
+    async def heal(self, cluster: FaultCluster) -> None:
         self.paused = []
         for name in cluster.faults["paused"]:
             await cluster.resume(name)
@@ -196,44 +235,54 @@ class LatencyNemesis:
         self.jitter_ms = jitter_ms
         self.targets = tuple(targets)
 
-    async def start(self, cluster: "ChaosCluster", rng: random.Random) -> Op:
+    def problems(self, nodes: int) -> list[str]:
+        return [] if nodes >= 2 else [f"latency needs links: at least 2 nodes, not {nodes}"]
+
+    async def start(self, cluster: FaultCluster, rng: random.Random) -> NemesisOp:
         target = rng.choice(self.targets)
         nodes = list(cluster.names) if target == "all" else [rng.choice(cluster.names)]
         await cluster.slow(self.latency_ms, self.jitter_ms, nodes)
-        return {"f": "start-latency",
-                "value": {"latency_ms": self.latency_ms, "jitter_ms": self.jitter_ms, "nodes": nodes}}
+        return NemesisOp("start-latency", {"latency_ms": self.latency_ms, "jitter_ms": self.jitter_ms, "nodes": nodes})
 
-    async def stop(self, cluster: "ChaosCluster") -> Op:
+    async def stop(self, cluster: FaultCluster) -> NemesisOp:
         await cluster.unslow()
-        return {"f": "stop-latency", "value": None}
+        return NemesisOp("stop-latency")
 
-    async def heal(self, cluster: "ChaosCluster") -> None:
+    async def heal(self, cluster: FaultCluster) -> None:
         await cluster.unslow()
 
 
 class MixNemesis:
-    """Each start picks one of several nemeses at random (partition, kill, pause, latency by
-    default); stop stops the one started last; heal heals them all."""
+    """Each start picks one of several nemeses at random; stop stops the one started last; heal
+    heals them all. ``--nemesis partition,kill`` and ``all`` are mixes."""
 
-    name = "all"
-
-    def __init__(self, nemeses: Sequence[Nemesis] | None = None) -> None:
-        self.nemeses: list[Nemesis] = list(nemeses) if nemeses is not None else [
-            PartitionNemesis(), KillNemesis(), PauseNemesis(), LatencyNemesis()]
+    def __init__(self, nemeses: Sequence[Nemesis], name: str = "all", *, explicit: bool = True) -> None:
+        if not nemeses:
+            raise ValueError("a mix needs at least one nemesis")
+        self.nemeses = list(nemeses)
+        self.name = name
+        self.explicit = explicit  # a list the user named must fit whole; "all" keeps what fits
         self.active: list[Nemesis] = []
 
-    async def start(self, cluster: "ChaosCluster", rng: random.Random) -> Op:
-        nemesis = rng.choice(self.nemeses)
+    def _fitting(self, nodes: int) -> list[Nemesis]:
+        return [n for n in self.nemeses if not n.problems(nodes)]
+
+    def problems(self, nodes: int) -> list[str]:
+        found = [f"{n.name}: {p}" for n in self.nemeses for p in n.problems(nodes)]
+        return found if self.explicit or not self._fitting(nodes) else []
+
+    async def start(self, cluster: FaultCluster, rng: random.Random) -> NemesisOp:
+        nemesis = rng.choice(self._fitting(len(cluster.names)))
         op = await nemesis.start(cluster, rng)
         self.active.append(nemesis)
         return op
 
-    async def stop(self, cluster: "ChaosCluster") -> Op:
+    async def stop(self, cluster: FaultCluster) -> NemesisOp:
         if not self.active:
-            return {"f": "stop", "value": None}
+            return NemesisOp("stop")
         return await self.active.pop().stop(cluster)
 
-    async def heal(self, cluster: "ChaosCluster") -> None:
+    async def heal(self, cluster: FaultCluster) -> None:
         self.active = []
         errors: list[Exception] = []
         for nemesis in self.nemeses:

@@ -4,17 +4,18 @@ and a standalone ``timeline.html``, written into a run directory."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Sequence
 
-from chaos.report.intervals import nemesis_intervals
+from chaos.history import Op
+from chaos.report.intervals import fault_label, nemesis_intervals
 from chaos.report.timeline import render as render_timeline
 
-__all__ = ["write_report", "render_timeline", "nemesis_intervals", "REPORT_FILES"]
+__all__ = ["write_report", "render_timeline", "nemesis_intervals", "fault_label", "REPORT_FILES"]
 
 REPORT_FILES = ("latency-raw.png", "latency-quantiles.png", "rate.png", "timeline.html")
 
 
-def write_report(run_dir: Path, history: list[dict[str, Any]], *, title: str = "") -> list[Path]:
+def write_report(run_dir: Path, history: Sequence[Op], *, title: str = "") -> list[Path]:
     """Write the three plots and the timeline into ``run_dir``; return their paths."""
     from chaos.report import plots  # matplotlib is imported only when plotting
 

@@ -2,26 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
+
+from chaos.history import Op
 
 
-def nemesis_intervals(history: list[dict[str, Any]], end_ns: int | None = None) -> list[tuple[int, int, str]]:
+def nemesis_intervals(history: Sequence[Op], end_ns: int | None = None) -> list[tuple[int, int, str]]:
     """Return ``(start_ns, stop_ns, label)`` for each fault: from a nemesis ``start*`` completion
     (``start``, ``start-partition``...) to the next ``stop*`` or ``heal`` completion (or the end
-    of the history)."""
+    of the history). A start that failed (its op has an ``error``) injected nothing: no interval."""
     out, start, label = [], None, ""
     last = 0
     for op in history:
-        t = op.get("time")
+        t = op.time
         if t is None:
             continue
         last = max(last, t)
-        if op.get("process") != "nemesis" or op.get("type") == "invoke":
+        if op.is_client or op.type == "invoke":
             continue
-        f = str(op.get("f"))
+        f = str(op.f)
         phase = str(op.get("phase") or f)  # the runner marks start / stop / heal; else guess from f
+        if phase.startswith("start") and op.get("error"):
+            continue
         if phase.startswith("start") and start is None:
-            start, label = t, _label(f, op.get("value"))
+            start, label = t, fault_label(f, op.value)
         elif (phase.startswith("stop") or phase == "heal") and start is not None:
             out.append((start, t, label))
             start = None
@@ -30,7 +34,7 @@ def nemesis_intervals(history: list[dict[str, Any]], end_ns: int | None = None) 
     return out
 
 
-def _label(f: str, value: Any) -> str:
+def fault_label(f: str, value: Any) -> str:
     """Return a short fault label: the op's name (``start-`` dropped) and its targets."""
     parts = [] if f == "start" else [f[len("start-"):] if f.startswith("start-") else f]
     if isinstance(value, dict):

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import html
 import json
-from typing import Any
+from typing import Any, Sequence
+
+from chaos.history import Op
 
 from chaos.report.intervals import nemesis_intervals
 
@@ -39,56 +41,56 @@ h1{font-size:18px;margin:0 0 4px} .meta{color:#555;margin-bottom:10px}
 """ % {"lane": LANE_PX, "bar": LANE_PX - 4}
 
 
-def _calls(history: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
-    pending: dict[Any, dict[str, Any]] = {}
-    out: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
+def _calls(history: Sequence[Op]) -> list[tuple[Op, Op | None]]:
+    pending: dict[Any, Op] = {}
+    out: list[tuple[Op, Op | None]] = []
     for op in history:
-        p = op.get("process")
-        if not isinstance(p, int) or isinstance(p, bool):
+        if not op.is_client:
             continue
-        if op["type"] == "invoke":
-            pending[p] = op
-        elif p in pending:
-            out.append((pending.pop(p), op))
+        if op.type == "invoke":
+            pending[op.process] = op
+        elif op.process in pending:
+            out.append((pending.pop(op.process), op))
     out.extend((inv, None) for inv in pending.values())
-    out.sort(key=lambda c: c[0]["index"])
+    out.sort(key=lambda c: c[0].index)
     return out
 
 
-def _describe(inv: dict[str, Any], done: dict[str, Any] | None) -> str:
-    text = f"process {inv['process']} {inv['f']} {json.dumps(inv.get('value'))}"
+def _describe(inv: Op, done: Op | None) -> str:
+    text = f"process {inv.process} {inv.f} {json.dumps(inv.value)}"
     if done is None:
         return text + " -> never completed"
-    text += f" -> {done['type']} {json.dumps(done.get('value'))}"
-    if done.get("node"):
-        text += f" on {done['node']}"
+    text += f" -> {done.type} {json.dumps(done.value)}"
+    if done.node:
+        text += f" on {done.node}"
     if done.get("error"):
-        text += f" ({done['error']}: {done.get('message', '')})"
-    t0, t1 = inv.get("time") or 0, done.get("time") or 0
-    return text + f"\ninvoke {t0 / 1e9:.3f}s, {(t1 - t0) / 1e6:.1f} ms; history lines {inv['index'] + 1}-{done['index'] + 1}"
+        text += f" ({done.get('error')}: {done.get('message', '')})"
+    t0, t1 = inv.time or 0, done.time or 0
+    lines = f"{inv.line}-{done.line}" if inv.line and done.line else f"{inv.index + 1}-{done.index + 1}"
+    return text + f"\ninvoke {t0 / 1e9:.3f}s, {(t1 - t0) / 1e6:.1f} ms; history lines {lines}"
 
 
-def render(history: list[dict[str, Any]], *, title: str = "timeline", summary: str = "") -> str:
+def render(history: Sequence[Op], *, title: str = "timeline", summary: str = "") -> str:
     """Return the timeline page for ``history``."""
     calls = _calls(history)
     truncated = len(calls) > MAX_CALLS
     calls = calls[:MAX_CALLS]
-    end = max([op.get("time") or 0 for op in history] + [1])
+    end = max([op.time or 0 for op in history] + [1])
     width = max(1200, int(end / 1e9 * PX_PER_SECOND))
 
     def x(t: int) -> float:
         return 70 + (t / end) * (width - 80)
 
-    procs = sorted({inv["process"] for inv, _ in calls})
+    procs = sorted({inv.process for inv, _ in calls})
     lanes: dict[Any, list[str]] = {p: [] for p in procs}
     for inv, done in calls:
-        t0 = inv.get("time") or 0
-        if done is None or done["type"] == "info":
+        t0 = inv.time or 0
+        if done is None or done.type == "info":
             t1, cls = end, "crashed"
         else:
-            t1, cls = (done.get("time") or t0), done["type"]
-        label = inv["f"] if done is None or done["type"] != "ok" else f"{inv['f']} {json.dumps(done.get('value'))}"
-        lanes[inv["process"]].append(
+            t1, cls = (done.time or t0), done.type
+        label = inv.f if done is None or done.type != "ok" else f"{inv.f} {json.dumps(done.value)}"
+        lanes[inv.process].append(
             f'<div class="op {cls}" style="left:{x(t0):.1f}px;width:{max(2.0, x(t1) - x(t0)):.1f}px" '
             f'title="{html.escape(_describe(inv, done))}">{html.escape(label)}</div>')
     faults = nemesis_intervals(history, end)

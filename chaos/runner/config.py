@@ -7,7 +7,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
-NEMESIS_NAMES = ("none", "partition", "kill", "pause", "latency", "all")
+NEMESIS_NAMES = ("none", "partition", "kill", "pause", "latency", "all")  # test-all's default matrix
 
 
 def parse_concurrency(text: str | int, nodes: int) -> int:
@@ -31,7 +31,7 @@ class TestConfig:
     __test__ = False  # not a pytest test class
 
     workload: str = "register"
-    nemesis: str = "none"
+    nemesis: str = "none"  # a name, or a comma list of names (each fault one of them)
     nodes: int = 3
     time_limit: float = 60.0
     concurrency: str | int = "2n"
@@ -45,6 +45,9 @@ class TestConfig:
     recovery: float = 5.0  # quiet seconds after the final heal, before the final reads
     nemesis_interval: tuple[float, float] = (5.0, 10.0)  # fault held / quiet for this many seconds
     checker_timeout: float = 120.0  # linearizability search budget; then "unknown"
+    agreement_timeout: float = 30.0  # how long replicas may take to agree after the final heal
+    read_consistency: str = "linearizable"  # or "stale": reads that may miss writes (the checker must notice)
+    leave_db_running: bool = False  # keep the healed cluster up after the run, until Ctrl-C
     progress: bool = True
     workload_options: dict[str, Any] = field(default_factory=dict)
     # Not data: how to build the cluster (tests inject stand-ins); None: chaos.cluster.ChaosCluster.

@@ -1,8 +1,9 @@
 """Run one test: cluster up, clients and nemesis for the time limit, heal, recover, final reads,
-cluster down (always), check, store.
+replica agreement, cluster down (always), check, store, report.
 
 Every fault is undone and every process stopped in ``finally`` blocks, so an exception or a
-Ctrl-C (the main task cancelled) still leaves nothing behind.
+Ctrl-C (the main task cancelled) still leaves nothing behind. One :class:`~chaos.history.Op`
+type flows from the recorder through the checkers, the store and the report.
 """
 
 from __future__ import annotations
@@ -19,119 +20,120 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from chaos import store
+from chaos import report, store
+from chaos.history import Op
+from chaos.nemesis import Nemesis, NemesisOp, NoNemesis, UnknownNemesis, make_nemesis
+from chaos.report.intervals import fault_label
+from chaos.runner.checks import agreement_check, faults_check, logs_check
 from chaos.runner.config import Pacer, TestConfig, derive_rng, nemesis_schedule
-from chaos.runner.recorder import Recorder
-from chaos.runner.verdict import check_history
-from chaos.workloads import Answer, Workload, make_workload
+from chaos.runner.progress import Progress
+from chaos.runner.recorder import NEMESIS, Recorder
+from chaos.runner.results import RunResults, check_history
+from chaos.verdict import CheckResult, Verdict
+from chaos.workloads import OpSpec, UnknownWorkload, Workload, make_workload
 from consensus.client import Client, normalize_url
 
 FINAL_READ_ATTEMPTS = 3
-NEMESIS = "nemesis"
+PROGRESS_EVERY = 5.0  # seconds between progress lines
+
+
+class ConfigError(ValueError):
+    """The test cannot run as configured (a nemesis too big for the cluster...): a usage error."""
 
 
 @dataclass
 class Result:
-    """What a run produced: the verdict, the checker results, and where the store is."""
+    """What a run produced: the verdict, the results, and where the store is."""
 
-    valid: Any
-    results: dict[str, Any]
+    valid: Verdict
+    results: RunResults
     run_dir: Path | None
-    history: list[dict[str, Any]] = field(repr=False)
+    history: list[Op] = field(repr=False)
     config: TestConfig = field(repr=False, default_factory=TestConfig)
+
+
+class _TracingClient(Client):
+    """A client that remembers which endpoint answered its last request (for the ops' ``node``)."""
+
+    last_endpoint: str | None = None
+
+    async def request(self, *args: Any, **kwargs: Any) -> Any:
+        self.last_endpoint = None
+        response = await super().request(*args, **kwargs)
+        self.last_endpoint = response.endpoint
+        return response
 
 
 def _default_cluster(config: TestConfig, data_dir: Path) -> Any:
     from chaos.cluster import ChaosCluster  # imported late: the runner's pure parts do not need it
 
-    return ChaosCluster(n=config.nodes, apps=("counter",), data_dir=data_dir, toxiproxy_url=config.toxiproxy)
+    apps = make_workload(config.workload, **config.workload_options).apps
+    return ChaosCluster(n=config.nodes, apps=apps, data_dir=data_dir, toxiproxy_url=config.toxiproxy)
 
 
-def _make_nemesis(name: str) -> Any:
-    if name == "none":
-        return None
-    from chaos.nemesis import make_nemesis
-
+def _make_nemesis(name: str) -> Nemesis:
     return make_nemesis(name)
 
 
-class _Progress:
-    """Plain progress lines on stderr every few seconds."""
-
-    def __init__(self, config: TestConfig, recorder: Recorder, out: TextIO | None) -> None:
-        self.config, self.recorder, self.out = config, recorder, out
-        self.phase = "starting"
-        self.fault = ""
-
-    def say(self, text: str) -> None:
-        if self.out is not None:
-            print(f"[{self.recorder.elapsed():6.1f}s] {text}", file=self.out, flush=True)
-
-    async def loop(self, every: float = 5.0) -> None:
-        while True:
-            await asyncio.sleep(every)
-            c = self.recorder.counts()
-            fault = f"; fault: {self.fault}" if self.fault else ""
-            self.say(f"{self.phase}: {sum(c.values())} ops done (ok {c['ok']}, fail {c['fail']}, info {c['info']}){fault}")
+def prepare(config: TestConfig) -> tuple[Workload, Nemesis]:
+    """Build the workload and nemesis, or raise :class:`ConfigError` before anything starts."""
+    try:
+        workload = make_workload(config.workload, read_consistency=config.read_consistency, **config.workload_options)
+        nemesis = _make_nemesis(config.nemesis)
+    except (UnknownWorkload, UnknownNemesis, ValueError) as exc:
+        raise ConfigError(str(exc)) from None
+    problems = nemesis.problems(config.nodes)
+    if problems:
+        raise ConfigError(f"nemesis {config.nemesis} cannot run on {config.nodes} nodes: {'; '.join(problems)}")
+    return workload, nemesis
 
 
 class _Run:
-    """One run's moving parts; :func:`run_test` drives it."""
+    """One run's moving parts; :func:`run_test_async` drives it."""
 
-    def __init__(self, config: TestConfig, workload: Workload, seed: int, progress: _Progress, recorder: Recorder) -> None:
+    def __init__(self, config: TestConfig, workload: Workload, nemesis: Nemesis, seed: int, progress: Progress,
+                 recorder: Recorder) -> None:
         self.config = config
         self.workload = workload
+        self.nemesis = nemesis
         self.seed = seed
         self.progress = progress
         self.recorder = recorder
         self.concurrency = config.processes()
         self.next_process = self.concurrency  # fresh ids for processes that replace crashed ones
         self.names: dict[str, str] = {}
-        self.pids_seen: set[int] = set()
         self.cluster: Any = None
+        self.run_checks: dict[str, CheckResult] = {}
+        self.faulty = not isinstance(nemesis, NoNemesis)  # "none" schedules nothing and records nothing
 
-    def watch(self, cluster: Any, data_dir: Path, run_dir: Path) -> None:
+    def watch(self, run_dir: Path, data_dir: Path) -> None:
         """Note every node process seen so far in ``run_dir/cluster.json`` (for leak checks)."""
-        nodes = [{"name": n.name, "raft": n.raft, "http": n.http, "pid": n.pid} for n in getattr(cluster, "nodes", ())]
-        self.pids_seen.update(n["pid"] for n in nodes if n["pid"])
-        store.write_json(run_dir / "cluster.json", {"data_dir": str(data_dir), "nodes": nodes,
-                                                    "pids_seen": sorted(self.pids_seen)})
+        nodes = [{"name": n.name, "raft": n.raft, "http": n.http, "pid": n.pid} for n in self.cluster.nodes]
+        seen = set(getattr(getattr(self.cluster, "local", self.cluster), "pids_seen", ()) or ())
+        seen |= {n["pid"] for n in nodes if n["pid"]}
+        store.write_json(run_dir / "cluster.json", {"data_dir": str(data_dir), "nodes": nodes, "pids_seen": sorted(seen)})
 
     # -- clients ---------------------------------------------------------------------------
 
-    def _node_of(self, endpoint: str | None) -> str | None:
-        return self.names.get(normalize_url(endpoint)) if endpoint else None
-
-    def _requester(self, client: Client, seen: dict[str, Any]) -> Any:
-        async def request(method: str, path: str, *, body: Any = None, write: bool = False) -> Answer:
-            seen["node"] = None
-            response = await client.request(method, path, body=body, write=write, leader=True)
-            seen["node"] = self._node_of(response.endpoint)
-            return Answer(response.body, response.endpoint)
-
-        return request
-
-    async def one_op(self, request: Any, seen: dict[str, Any], process: int, spec: dict[str, Any], timeout: float) -> str:
+    async def one_op(self, client: _TracingClient, process: int, spec: OpSpec, timeout: float) -> str:
         """Invoke one op, record invoke and completion, return the completion type."""
-        f, value = spec["f"], spec["value"]
-        self.recorder.record("invoke", process, f, value)
+        self.recorder.record("invoke", process, spec.f, spec.value)
         try:
-            kind, out, extra = await asyncio.wait_for(self.workload.invoke(request, f, value), timeout + 2.0)
+            outcome = await asyncio.wait_for(self.workload.invoke(client, spec.f, spec.value), timeout + 2.0)
+            kind, value, extra = outcome.type, outcome.value, outcome.extra
         except asyncio.TimeoutError:
-            kind, out, extra = "info", None, {"error": "timeout"}
+            kind, value, extra = "info", None, {"error": "timeout"}
         except asyncio.CancelledError:
-            self.recorder.record("info", process, f, value, error="cancelled")
+            self.recorder.record("info", process, spec.f, spec.value, error="cancelled")
             raise
-        self.recorder.record(kind, process, f, out if kind == "ok" else value,
-                             node=seen.get("node") if kind == "ok" else None, **extra)
+        node = self.names.get(normalize_url(client.last_endpoint)) if kind == "ok" and client.last_endpoint else None
+        self.recorder.record(kind, process, spec.f, value if kind == "ok" else spec.value, node=node, **extra)
         return kind
 
     async def worker(self, slot: int, endpoints: list[str], gen: Any, pacer: Pacer, stop: asyncio.Event) -> None:
         process = slot
-        seen: dict[str, Any] = {}
-        rng = derive_rng(self.seed, f"client-{slot}")
-        async with Client(endpoints, timeout=self.config.op_timeout, rng=rng) as client:
-            request = self._requester(client, seen)
+        client = _TracingClient(endpoints, timeout=self.config.op_timeout, rng=derive_rng(self.seed, f"client-{slot}"))
+        async with client:
             while not stop.is_set():
                 delay = pacer.next_slot(time.monotonic()) - time.monotonic()
                 if delay > 0:
@@ -139,41 +141,36 @@ class _Run:
                         await asyncio.wait_for(stop.wait(), delay)
                 if stop.is_set():
                     break
-                if await self.one_op(request, seen, process, next(gen), self.config.op_timeout) == "info":
+                if await self.one_op(client, process, next(gen), self.config.op_timeout) == "info":
                     process = self.next_process  # its op may still be in flight: it never issues again
                     self.next_process += 1
 
     async def final_reads(self, endpoints: list[str]) -> None:
         """Read every key once more after recovery, each by a fresh process, retrying on failure."""
-        seen: dict[str, Any] = {}
-        timeout = self.config.final_timeout
-        async with Client(endpoints, timeout=timeout) as client:
-            request = self._requester(client, seen)
+        client = _TracingClient(endpoints, timeout=self.config.final_timeout)
+        async with client:
             for spec in self.workload.final_ops(self.recorder.ops):
                 for _ in range(FINAL_READ_ATTEMPTS):
                     process = self.next_process
                     self.next_process += 1
-                    if await self.one_op(request, seen, process, spec, timeout) == "ok":
+                    if await self.one_op(client, process, spec, self.config.final_timeout) == "ok":
                         break
 
     # -- nemesis ---------------------------------------------------------------------------
 
-    async def _nemesis_op(self, f: str, call: Any) -> None:
-        self.recorder.record("invoke", NEMESIS, f, phase=f)
+    async def nemesis_op(self, phase: str, call: Any) -> Op:
+        """Record the nemesis's invoke, run ``call`` and record what it did (or its error)."""
+        self.recorder.record("invoke", NEMESIS, phase, phase=phase)
         try:
-            value = await call
-        except Exception as exc:  # noqa: BLE001 - a nemesis error is recorded, the test goes on
-            self.recorder.record("info", NEMESIS, f, None, phase=f, error=f"{type(exc).__name__}: {exc}"[:300])
-            self.progress.say(f"nemesis {f} failed: {type(exc).__name__}: {exc}")
-            return
-        phase = f
-        if isinstance(value, dict) and "f" in value:  # the nemesis names its op, Jepsen style: start-partition
-            f, value = str(value["f"]), value.get("value")
-        self.recorder.record("info", NEMESIS, f, _plain(value), phase=phase)
-        if self.cluster is not None:
-            self.pids_seen.update(n.pid for n in self.cluster.nodes if n.pid)
+            done = await call
+        except Exception as exc:  # noqa: BLE001 - a nemesis error is recorded (the verdict becomes unknown)
+            error = f"{type(exc).__name__}: {exc}"[:300]
+            self.progress.say(f"nemesis {phase} failed: {error}")
+            return self.recorder.record("info", NEMESIS, phase, None, phase=phase, error=error)
+        f, value = (done.f, done.value) if isinstance(done, NemesisOp) else (phase, done)
+        return self.recorder.record("info", NEMESIS, f, _plain(value), phase=phase)
 
-    async def nemesis_loop(self, nemesis: Any, cluster: Any, t0: float, done: asyncio.Event) -> None:
+    async def nemesis_loop(self, cluster: Any, t0: float, done: asyncio.Event) -> None:
         """Start and stop faults on the seeded schedule; at the time limit (``done``) stop the
         fault in place, if any, and return. A nemesis op is never cancelled halfway."""
         rng = derive_rng(self.seed, "nemesis")
@@ -181,14 +178,14 @@ class _Run:
                                             self.config.nemesis_interval):
             if await _wait(done, t0 + start):
                 return
-            self.progress.fault = nemesis.name
-            await self._nemesis_op("start", nemesis.start(cluster, rng))
-            started = self.recorder.ops[-1]
-            self.progress.say(f"nemesis {started['f']}: {started.get('value') or started.get('error') or ''}")
+            started = await self.nemesis_op("start", self.nemesis.start(cluster, rng))
+            if not started.get("error"):  # progress names the fault in place (not the package: "all")
+                self.progress.fault = fault_label(started.f, started.value) or started.f
+            self.progress.say(f"nemesis {started.f}: {started.value if started.value is not None else started.get('error', '')}")
             await _wait(done, t0 + stop)
-            await self._nemesis_op("stop", nemesis.stop(cluster))
+            stopped = await self.nemesis_op("stop", self.nemesis.stop(cluster))
             self.progress.fault = ""
-            self.progress.say(f"nemesis {self.recorder.ops[-1]['f']}")
+            self.progress.say(f"nemesis {stopped.f}")
 
 
 def _plain(value: Any) -> Any:
@@ -211,15 +208,15 @@ async def _wait(event: asyncio.Event, deadline: float) -> bool:
     return event.is_set()
 
 
-async def _heal(run: _Run, nemesis: Any, cluster: Any) -> None:
+async def _heal(run: _Run, cluster: Any) -> None:
     """Undo every fault: the nemesis's own final heal, then the cluster's; errors reported, not raised."""
-    if nemesis is not None:
-        await run._nemesis_op("heal", nemesis.heal(cluster))
+    if run.faulty:
+        await run.nemesis_op("heal", run.nemesis.heal(cluster))
     try:
         await asyncio.wait_for(cluster.heal(), 30)
     except Exception as exc:  # noqa: BLE001 - keep healing and stopping whatever else is left
         run.progress.say(f"cluster heal failed: {type(exc).__name__}: {exc}")
-    for name in (getattr(cluster, "faults", None) or {}).get("killed", []):
+    for name in list((getattr(cluster, "faults", None) or {}).get("killed", [])):
         try:  # the nemesis should have restarted it; a node left down is a fault left in place
             await asyncio.wait_for(cluster.restart(name), 60)
             run.progress.say(f"restarted {name}, which the nemesis left killed")
@@ -227,11 +224,13 @@ async def _heal(run: _Run, nemesis: Any, cluster: Any) -> None:
             run.progress.say(f"restart of {name} failed: {type(exc).__name__}: {exc}")
 
 
-async def _drive(run: _Run, cluster: Any, nemesis: Any) -> None:
+async def _drive(run: _Run, cluster: Any) -> None:
     config = run.config
     endpoints = list(cluster.endpoints)
     for node in cluster.nodes:
         run.names[normalize_url(node.http)] = node.name
+    for link in getattr(cluster, "http_links", ()):  # a follower's leader hint names its own proxy
+        run.names[normalize_url(link.url)] = link.target
     await cluster.wait_for_leader(30)
     gen = run.workload.generator(derive_rng(run.seed, "generator"))
     pacer = Pacer(derive_rng(run.seed, "pacer"), config.rate)
@@ -242,25 +241,24 @@ async def _drive(run: _Run, cluster: Any, nemesis: Any) -> None:
     run.progress.say(f"running {config.test_name}: {run.concurrency} clients, {config.rate:g} ops/s, "
                      f"{config.time_limit:g}s, seed {run.seed}")
     workers = [asyncio.create_task(run.worker(i, endpoints, gen, pacer, stop)) for i in range(run.concurrency)]
-    nemesis_task = asyncio.create_task(run.nemesis_loop(nemesis, cluster, t0, stop)) if nemesis is not None else None
+    nemesis_task = asyncio.create_task(run.nemesis_loop(cluster, t0, stop) if run.faulty else stop.wait())
     try:
         await asyncio.sleep(config.time_limit)
         stop.set()
         run.progress.phase = "draining"
         run.progress.say("time limit reached; waiting for ops in flight")
-        waiting = [*workers, *([nemesis_task] if nemesis_task is not None else [])]
-        done, pending = await asyncio.wait(waiting, timeout=config.op_timeout + 60.0)
+        done, _ = await asyncio.wait([*workers, nemesis_task], timeout=config.op_timeout + 60.0)
         for task in done:
             if task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
     finally:
         stop.set()
-        tasks = [t for t in [*workers, nemesis_task] if t is not None and not t.done()]
+        tasks = [t for t in [*workers, nemesis_task] if not t.done()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         run.progress.phase = "healing"
-        await _heal(run, nemesis, cluster)
+        await _heal(run, cluster)
     run.progress.phase = "recovering"
     run.progress.say(f"healed; recovering for {config.recovery:g}s")
     await asyncio.sleep(config.recovery)
@@ -268,48 +266,83 @@ async def _drive(run: _Run, cluster: Any, nemesis: Any) -> None:
         await cluster.wait_for_leader(30)
     run.progress.phase = "final reads"
     await run.final_reads(endpoints)
+    run.progress.phase = "replica agreement"
+    agreement = await agreement_check(cluster, config.agreement_timeout)
+    run.run_checks["replicas"] = agreement
+    run.progress.say(f"replicas: {agreement.summary()}")
+
+
+async def _leave_running(run: _Run, cluster: Any) -> None:
+    """``--leave-db-running``: keep the healed cluster up in the foreground until Ctrl-C."""
+    run.progress.say("cluster left running (--leave-db-running); Ctrl-C stops it")
+    for node in cluster.nodes:
+        run.progress.say(f"  {node.name} pid {node.pid} raft {node.raft} http {node.http} log {node.log}")
+    try:
+        await asyncio.Event().wait()
+    except asyncio.CancelledError:  # Ctrl-C or SIGTERM: stop the cluster, then check as usual
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
 
 
 async def run_test_async(config: TestConfig, *, progress: TextIO | None = sys.stderr) -> Result:
-    """Run the test described by ``config``; return its result (the store is written too)."""
-    workload = make_workload(config.workload, **config.workload_options)
+    """Run the test described by ``config``; return its result (the store is written too).
+
+    Raises :class:`ConfigError` before starting anything when the test cannot run as configured.
+    """
+    workload, nemesis = prepare(config)
     seed = config.seed if config.seed is not None else random.SystemRandom().randrange(2**31)
     config.seed = seed
-    nemesis = _make_nemesis(config.nemesis)
     run_dir = store.new_run_dir(Path(config.store), config.test_name)
     recorder = Recorder()
-    reporter = _Progress(config, recorder, progress if config.progress else None)
-    run = _Run(config, workload, seed, reporter, recorder)
-    store.write_json(run_dir / "test.json", {**config.to_dict(), "workload_spec": workload.describe()})
+    reporter = Progress(recorder, progress if config.progress else None, run_dir / store.RUN_LOG)
+    run = _Run(config, workload, nemesis, seed, reporter, recorder)
+    store.write_json(run_dir / store.TEST, {**config.to_dict(), "workload_spec": workload.describe()})
     data_dir = Path(tempfile.mkdtemp(prefix="chaos-run-"))
-    ticker = asyncio.create_task(reporter.loop())
-    cluster = None
+    ticker = asyncio.create_task(reporter.loop(PROGRESS_EVERY))
+    crashed: str | None = None
     try:
-        factory = config.cluster_factory or _default_cluster
-        cluster = factory(config, data_dir)
-        async with cluster:
-            run.cluster = cluster
-            run.watch(cluster, data_dir, run_dir)
-            await _drive(run, cluster, nemesis)
+        run.cluster = (config.cluster_factory or _default_cluster)(config, data_dir)
+        async with run.cluster:
+            run.watch(run_dir, data_dir)
+            await _drive(run, run.cluster)
+            if config.leave_db_running:
+                ticker.cancel()
+                await _leave_running(run, run.cluster)
             reporter.phase = "stopping"
     except BaseException as exc:
         crashed = "interrupted" if isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt)) else f"{type(exc).__name__}: {exc}"
-        store.write_json(run_dir / "results.json", {"valid": "unknown", "test": config.test_name, "crashed": crashed})
+        reporter.say(f"run {'interrupted' if crashed == 'interrupted' else 'crashed: ' + crashed}")
+        _finish(run, run_dir, data_dir, crashed)
         raise
     finally:
         ticker.cancel()
-        if cluster is not None:
-            with contextlib.suppress(Exception):  # housekeeping must not hide the run's own error
-                run.watch(cluster, data_dir, run_dir)
-                store.copy_node_logs(cluster, run_dir)
-        store.write_history(run_dir, recorder.ops)
-        shutil.rmtree(data_dir, ignore_errors=True)
     reporter.say(f"cluster stopped; checking {len(recorder.ops)} ops")
-    results = check_history(workload, recorder.ops, config)
-    store.write_json(run_dir / "results.json", results)
-    store.write_report(run_dir, recorder.ops, config)
-    store.update_latest(Path(config.store), run_dir)
-    return Result(valid=results["valid"], results=results, run_dir=run_dir, history=recorder.ops, config=config)
+    results = _finish(run, run_dir, data_dir, None)
+    return Result(valid=results.valid, results=results, run_dir=run_dir, history=recorder.ops, config=config)
+
+
+def _finish(run: _Run, run_dir: Path, data_dir: Path, crashed: str | None) -> RunResults:
+    """Store the history and logs, check, write results and the report, move the latest links."""
+    with contextlib.suppress(Exception):  # housekeeping must not hide the run's own error
+        if run.cluster is not None:
+            run.watch(run_dir, data_dir)
+            store.copy_node_logs(run.cluster, run_dir)
+    header = {"test": run.config.test_name, **run.workload.header(), "nemesis": run.config.nemesis, "seed": run.seed}
+    store.write_history(run_dir, run.recorder.ops, header)
+    shutil.rmtree(data_dir, ignore_errors=True)
+    checks = {**run.run_checks, "faults": faults_check(run.recorder.ops), "logs": logs_check(store.node_logs(run_dir))}
+    # A run that did not finish is checked briefly: its history is partial and someone is waiting.
+    timeout = run.config.checker_timeout if crashed is None else min(run.config.checker_timeout, 10.0)
+    results = check_history(run.workload, run.recorder.ops, test=run.config.test_name, nemesis=run.config.nemesis,
+                            seed=run.seed, timeout=timeout, run_checks=checks, crashed=crashed)
+    store.write_json(run_dir / store.RESULTS, results.to_dict())
+    if crashed is None:
+        report.write_report(run_dir, run.recorder.ops, title=f"{run.config.test_name} {run_dir.name}")
+        store.update_latest(Path(run.config.store), run_dir)
+    run.progress.say(f"verdict: {results.valid}")
+    run.progress.close()
+    return results
 
 
 def run_test(config: TestConfig, *, progress: TextIO | None = sys.stderr) -> Result:

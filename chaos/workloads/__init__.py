@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from chaos.workloads.base import Answer, Outcome, Request, Workload, classify_error
+from chaos.workloads.base import CONSISTENCIES, OpSpec, Outcome, Workload, classify_error, ok
 from chaos.workloads.counter import CounterWorkload, counter_ops
 from chaos.workloads.register import RegisterWorkload, register_ops
 
-__all__ = ["WORKLOADS", "PLANNED", "Workload", "Answer", "Outcome", "Request", "classify_error", "make_workload",
+__all__ = ["WORKLOADS", "PLANNED", "CONSISTENCIES", "Workload", "OpSpec", "Outcome", "ok", "classify_error", "make_workload",
            "register_ops", "counter_ops", "RegisterWorkload", "CounterWorkload", "UnknownWorkload"]
 
 WORKLOADS: dict[str, Callable[..., Workload]] = {"register": RegisterWorkload, "counter": CounterWorkload}

@@ -1,38 +1,54 @@
-"""The workload protocol: a pure op generator, a client that records Jepsen ops, and a checker.
+"""The workload protocol: a pure op generator, a client step that records Jepsen ops, a checker.
 
-A workload is data plus three small parts, Jepsen's shape:
+A workload is data plus small parts, Jepsen's shape:
 
-- ``generator(rng)``: an iterator of ``{"f", "value"}`` dicts, a pure function of the seeded
+- ``generator(rng)``: an iterator of :class:`OpSpec`, a pure function of the seeded
   ``random.Random`` it is given (golden-testable: same seed, same ops);
-- ``invoke(counters, f, value) -> (type, value, extra)``: perform one op through the counter
-  app's client and classify the outcome: ``ok``; ``fail`` only when the error is definite
-  (nothing changed); ``info`` when the outcome is unknown;
-- ``final_ops()``: the reads issued after the final heal, and ``check(history, timeout)``:
-  the per-checker results, each a dict with ``valid`` (True, False or "unknown").
+- ``invoke(client, f, value) -> Outcome``: perform one op through the app's typed client (built
+  on the ``consensus.client.Client`` it is given) and classify the outcome: ``ok``; ``fail``
+  only when the error is definite (nothing changed); ``info`` when the outcome is unknown;
+- ``final_ops(history)``: the reads issued after the final heal;
+- ``check(history, timeout) -> {name: CheckResult}``: each checker's result
+  (:class:`chaos.verdict.CheckResult`: a verdict, JSON, a summary);
+- ``model`` and ``init``: the linearizability model its history is checked against and the
+  initial value of every key, stated in the history's header and ``test.json`` so
+  ``chaos check`` gives the run's verdict.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
-from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Sequence
 
+from chaos.history import Op
+from chaos.verdict import CheckResult
+from consensus.client import Client
 from consensus.errors import ConsensusError, Rejected
 
-OpSpec = dict[str, Any]  # {"f": ..., "value": ...}
-Outcome = tuple[str, Any, dict[str, Any]]  # (type, value, extra fields such as "error")
+CONSISTENCIES = ("linearizable", "stale")
 
 
 @dataclass(frozen=True)
-class Answer:
-    """What one HTTP request answered: the decoded body and the node that answered."""
+class OpSpec:
+    """What a generator asks for: an ``f`` and its ``value`` (Jepsen's op, before it is invoked)."""
 
-    body: Any
-    endpoint: str | None
+    f: str
+    value: Any = None
 
 
-Request = Callable[..., Awaitable[Answer]]
+@dataclass(frozen=True)
+class Outcome:
+    """How an invoked op completed: its type, the value the client saw, and extra fields (``error``...)."""
+
+    type: str
+    value: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def ok(value: Any) -> Outcome:
+    return Outcome("ok", value)
 
 
 def classify_error(exc: BaseException) -> Outcome:
@@ -46,33 +62,44 @@ def classify_error(exc: BaseException) -> Outcome:
         extra: dict[str, Any] = {"error": exc.code, "message": exc.message[:200]}
         if isinstance(exc, Rejected) and exc.detail is not None:
             extra["detail"] = exc.detail
-        return ("fail" if exc.definite else "info"), None, extra
+        return Outcome("fail" if exc.definite else "info", None, extra)
     if isinstance(exc, asyncio.TimeoutError):
-        return "info", None, {"error": "timeout"}
-    return "info", None, {"error": type(exc).__name__, "message": str(exc)[:200]}
+        return Outcome("info", None, {"error": "timeout"})
+    return Outcome("info", None, {"error": type(exc).__name__, "message": str(exc)[:200]})
 
 
 class Workload:
-    """Base class: subclasses set ``name`` and ``model`` and implement the three parts."""
+    """Base class: subclasses set ``name``, ``model``, ``init`` and implement the parts."""
 
     name: str = ""
     description: str = ""
+    model: str = ""
+    init: Any = None
+    apps: tuple[str, ...] = ("counter",)
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, *, read_consistency: str = "linearizable", **options: Any) -> None:
+        if read_consistency not in CONSISTENCIES:
+            raise ValueError(f"read consistency is one of {', '.join(CONSISTENCIES)}, not {read_consistency!r}")
+        self.read_consistency = read_consistency
         self.options = options
 
     def generator(self, rng: random.Random) -> Iterator[OpSpec]:
         raise NotImplementedError
 
-    async def invoke(self, request: Request, f: str, value: Any) -> Outcome:
+    async def invoke(self, client: Client, f: str, value: Any) -> Outcome:
         raise NotImplementedError
 
-    def final_ops(self, history: list[dict[str, Any]]) -> list[OpSpec]:
+    def final_ops(self, history: Sequence[Op]) -> list[OpSpec]:
         return []
 
-    def check(self, history: list[dict[str, Any]], *, timeout: float | None = None) -> dict[str, dict[str, Any]]:
+    def check(self, history: Sequence[Op], *, timeout: float | None = None) -> dict[str, CheckResult]:
         raise NotImplementedError
+
+    def header(self) -> dict[str, Any]:
+        """Return what the history's header states: the workload, its model, every key's initial value."""
+        return {"workload": self.name, "model": self.model, "init": self.init}
 
     def describe(self) -> dict[str, Any]:
         """Return the workload as JSON-ready data for ``test.json``."""
-        return {"name": self.name, **self.options}
+        return {"name": self.name, "model": self.model, "init": self.init, "read_consistency": self.read_consistency,
+                **self.options}

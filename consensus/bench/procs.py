@@ -14,7 +14,7 @@ import time
 import urllib.request
 from typing import IO, Any
 
-from consensus.server.local_cluster import child_env, die_with_parent, port_in_use
+from consensus.testing.procs import child_env, die_with_parent, port_in_use
 from consensus.testing import free_ports
 
 __all__ = ["child_env", "die_with_parent", "free_ports", "port_in_use", "spawn", "stop", "wait_http", "NullServer"]

@@ -4,102 +4,28 @@ Nodes listen on 127.0.0.1: Raft ports ``--base-port``.. and HTTP ports ``--http-
 Each node's log goes to ``DATA_DIR/nI.log``; ``DATA_DIR/cluster.json`` records every node's
 ports, PID and command line (to restart one by hand). Ctrl-C or SIGTERM stops every child by
 PID; if this process dies anyway, each child notices (``PR_SET_PDEATHSIG`` and a parent watch)
-and stops itself.
+and stops itself. The processes are run by :class:`consensus.testing.local.LocalCluster`.
 """
 
 from __future__ import annotations
 
 import argparse
-import ctypes
-import json
+import asyncio
 import os
 import signal
-import socket
-import subprocess
-import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Awaitable, TypeVar
 
-import consensus
 from consensus.cli import CommandError, UsageError
+from consensus.testing.local import ClusterError, LocalCluster, plan_nodes
+from consensus.testing.procs import HOST, child_env, die_with_parent, port_in_use
 
-HOST = "127.0.0.1"
-_START_TIMEOUT = 30.0
+__all__ = ["register", "run", "child_env", "die_with_parent", "port_in_use"]  # the helpers: for older imports
+
 _LEADER_TIMEOUT = 20.0
-_STOP_TIMEOUT = 10.0
-_PR_SET_PDEATHSIG = 1
-
-
-@dataclass
-class ChildNode:
-    name: str
-    raft: str
-    http: str
-    data_dir: str
-    log: str
-    argv: list[str]
-    pid: int = 0
-
-
-class _Stopping:
-    """Set by SIGTERM/SIGINT; polled by every wait loop (a handler never raises mid-spawn)."""
-
-    def __init__(self) -> None:
-        self.requested = False
-
-    def __call__(self, signum: int, frame: Any) -> None:
-        self.requested = True
-
-
-def die_with_parent() -> None:  # runs in the child between fork and exec
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass  # not Linux: the child's parent watch still stops it
-
-
-def port_in_use(port: int, host: str = HOST) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return True
-    return False
-
-
-def _get_json(url: str, timeout: float = 1.0) -> Any:
-    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (loopback only)
-        return json.loads(response.read())
-
-
-def child_env() -> dict[str, str]:
-    """Return the environment for children: they import this very copy of the package."""
-    root = str(Path(consensus.__file__).resolve().parent.parent)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
-    return env
-
-
-def plan(args: argparse.Namespace, data_dir: str) -> list[ChildNode]:
-    n = args.nodes
-    peers = ",".join(f"{HOST}:{args.base_port + i}=http://{HOST}:{args.http_base_port + i}" for i in range(n))
-    nodes = []
-    for i in range(n):
-        name = f"n{i + 1}"
-        raft, http = f"{HOST}:{args.base_port + i}", f"{HOST}:{args.http_base_port + i}"
-        node_dir = os.path.join(data_dir, name)
-        argv = [sys.executable, "-m", "consensus", "serve", "--id", raft, "--peers", peers, "--http", http,
-                "--data-dir", node_dir, "--apps", args.apps, "--log-level", args.log_level, "--exit-with-parent"]
-        if args.token_file:
-            argv += ["--token-file", os.path.abspath(args.token_file)]
-        nodes.append(ChildNode(name, raft, f"http://{http}", node_dir, os.path.join(data_dir, f"{name}.log"), argv))
-    return nodes
+_SUPERVISE_EVERY = 0.2
+T = TypeVar("T")
 
 
 def _check_args(args: argparse.Namespace) -> None:
@@ -115,62 +41,35 @@ def _check_args(args: argparse.Namespace) -> None:
         raise UsageError(f"--token-file {args.token_file} does not exist")
 
 
-def _last_line(path: str) -> str:
-    try:
-        lines = [line.strip() for line in Path(path).read_text(errors="replace").splitlines() if line.strip()]
-    except OSError:
-        return ""
-    return lines[-1] if lines else ""
+def plan(args: argparse.Namespace, data_dir: str) -> LocalCluster:
+    """Return the cluster the flags describe (not started)."""
+    token = Path(os.path.abspath(args.token_file)) if args.token_file else None
+    specs = plan_nodes(args.nodes, data_dir, apps=[a for a in args.apps.split(",") if a],
+                       raft_ports=range(args.base_port, args.base_port + args.nodes),
+                       http_ports=range(args.http_base_port, args.http_base_port + args.nodes),
+                       token_file=token, log_level=args.log_level)
+    return LocalCluster(specs)
 
 
-def _stop_children(procs: dict[str, subprocess.Popen[bytes]]) -> None:
-    for proc in procs.values():
-        if proc.poll() is None:
-            try:
-                os.kill(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-    deadline = time.monotonic() + _STOP_TIMEOUT
-    for proc in procs.values():
+class _Stopping:
+    """Set by SIGTERM/SIGINT; every wait races it, so a signal during start-up stops at once."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+
+    async def race(self, work: Awaitable[T]) -> T | None:
+        """Return ``work``'s result, or None (``work`` cancelled) if a stop is requested first."""
+        task = asyncio.ensure_future(work)
+        stop = asyncio.ensure_future(self.event.wait())
         try:
-            proc.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
-def _wait_live(nodes: list[ChildNode], procs: dict[str, subprocess.Popen[bytes]], stopping: _Stopping) -> None:
-    pending = list(nodes)
-    deadline = time.monotonic() + _START_TIMEOUT
-    while pending:
-        if stopping.requested:
-            return
-        for node in list(pending):
-            code = procs[node.name].poll()
-            if code is not None:
-                raise CommandError(f"node {node.name} exited with code {code}: {_last_line(node.log) or 'see ' + node.log}")
-            try:
-                _get_json(node.http + "/livez", timeout=0.5)
-                pending.remove(node)
-            except (OSError, ValueError):
-                pass
-        if time.monotonic() > deadline:
-            raise CommandError(f"node {pending[0].name} did not serve HTTP within {_START_TIMEOUT:.0f}s; see {pending[0].log}")
-        time.sleep(0.1)
-
-
-def _find_leader(nodes: list[ChildNode], stopping: _Stopping) -> str | None:
-    deadline = time.monotonic() + _LEADER_TIMEOUT
-    while time.monotonic() < deadline and not stopping.requested:
-        for node in nodes:
-            try:
-                status = _get_json(node.http + "/v1/status", timeout=0.5)
-            except (OSError, ValueError):
-                continue
-            if status.get("role") == "leader":
-                return f"{node.name} {node.raft} {node.http} at term {status.get('term')}"
-        time.sleep(0.1)
-    return None
+            await asyncio.wait([task, stop], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        if task.done():
+            return task.result()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -184,50 +83,67 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise CommandError(f"cannot create data dir {data_dir}: {exc.strerror or exc}") from None
     print(f"data dir {data_dir}", flush=True)
-    nodes = plan(args, data_dir)
-    stopping = _Stopping()
-    previous = {s: signal.signal(s, stopping) for s in (signal.SIGTERM, signal.SIGINT)}
-    procs: dict[str, subprocess.Popen[bytes]] = {}
-    try:
-        for node in nodes:
-            with open(node.log, "ab") as log_file:
-                proc = subprocess.Popen(node.argv, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-                                        env=child_env(), preexec_fn=die_with_parent)
-            procs[node.name] = proc
-            node.pid = proc.pid
-        Path(data_dir, "cluster.json").write_text(json.dumps({"nodes": [asdict(n) for n in nodes]}, indent=2))
-        _wait_live(nodes, procs, stopping)
-        if not stopping.requested:
-            _print_table(nodes)
-            leader = _find_leader(nodes, stopping)
-            print(f"leader {leader}" if leader else "no leader yet; see the node logs", flush=True)
-            print(f"cluster ready: {len(nodes)} nodes; Ctrl-C stops them", flush=True)
-        _supervise(nodes, procs, stopping)
-    finally:
-        _stop_children(procs)
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+    asyncio.run(_foreground(plan(args, data_dir), Path(data_dir)))
     print("cluster stopped", flush=True)
     return 0
 
 
-def _print_table(nodes: list[ChildNode]) -> None:
+async def _foreground(cluster: LocalCluster, data_dir: Path) -> None:
+    stopping = _Stopping()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.event.set)
+    try:
+        cluster.spawn_all()
+        cluster.write_manifest(data_dir / "cluster.json")
+        try:
+            await stopping.race(cluster.wait_live())
+        except ClusterError as exc:
+            raise CommandError(str(exc)) from None
+        if stopping.event.is_set():
+            return
+        _print_table(cluster)
+        leader = await stopping.race(_find_leader(cluster))
+        if stopping.event.is_set():
+            return
+        print(f"leader {leader}" if leader else "no leader yet; see the node logs", flush=True)
+        print(f"cluster ready: {cluster.n} nodes; Ctrl-C stops them", flush=True)
+        await _supervise(cluster, stopping.event)
+    finally:
+        await cluster.stop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+
+
+async def _find_leader(cluster: LocalCluster) -> str | None:
+    try:
+        name = await cluster.wait_for_leader(_LEADER_TIMEOUT)
+    except TimeoutError:
+        return None
+    node, status = cluster.node(name), await cluster.status(name)
+    return f"{name} {node.raft} {node.http} at term {(status or {}).get('term')}"
+
+
+def _print_table(cluster: LocalCluster) -> None:
     from consensus.client.commands import format_table
 
     rows = [["NODE", "PID", "RAFT", "HTTP", "LOG"]]
-    rows += [[n.name, str(n.pid), n.raft, n.http, n.log] for n in nodes]
+    rows += [[n.name, str(n.pid), n.raft, n.http, str(n.log)] for n in cluster.nodes]
     print(format_table(rows), flush=True)
 
 
-def _supervise(nodes: list[ChildNode], procs: dict[str, subprocess.Popen[bytes]], stopping: _Stopping) -> None:
+async def _supervise(cluster: LocalCluster, stopping: asyncio.Event) -> None:
     reported: set[str] = set()
-    while not stopping.requested:
-        for node in nodes:
-            code = procs[node.name].poll()
-            if code is not None and node.name not in reported:
-                reported.add(node.name)
-                print(f"node {node.name} (pid {node.pid}) exited with code {code}", flush=True)
-        time.sleep(0.2)
+    while not stopping.is_set():
+        for name, proc in cluster.procs.items():
+            code = proc.returncode
+            if code is not None and name not in reported:
+                reported.add(name)
+                print(f"node {name} (pid {proc.proc.pid if proc.proc else '?'}) exited with code {code}", flush=True)
+        try:
+            await asyncio.wait_for(stopping.wait(), _SUPERVISE_EVERY)
+        except asyncio.TimeoutError:
+            pass
 
 
 def register(subparsers: Any) -> None:

@@ -11,6 +11,8 @@
         await cluster.restart(0)   # same data dir
 
 Both stop every node they started (and kill every process, by PID) on exit, also on failure.
+Clusters of real ``consensus serve`` processes (HTTP API, apps) come from the local-cluster
+layer, :mod:`consensus.testing.local` (``LocalCluster``, ``plan_nodes``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,13 @@
-"""Run real `consensus cluster` / `consensus serve` processes for tests, and clean them up by PID."""
+"""Drive the real `consensus cluster` and `consensus serve` command lines for tests, and clean up by PID.
+
+The processes are started and stopped with the local-cluster layer's ``NodeProcess`` and
+helpers (``consensus.testing.procs``); tests that just need a cluster use
+``consensus.testing.local.LocalCluster`` directly.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -15,7 +21,11 @@ from typing import Any
 
 import requests
 
-from consensus.server.local_cluster import port_in_use
+from consensus.testing.local import plan_nodes
+from consensus.testing.procs import NodeProcess, child_env, pid_alive, port_in_use
+
+__all__ = ["ROOT", "LocalCluster", "ServeProcess", "consensus_cmd", "env", "free_port_range", "get_json", "pid_alive",
+           "run_cli", "wait_for"]
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -25,9 +35,7 @@ def consensus_cmd(*args: str) -> list[str]:
 
 
 def env() -> dict[str, str]:
-    e = dict(os.environ)
-    e["PYTHONPATH"] = os.pathsep.join([str(ROOT), e.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    return e
+    return child_env()
 
 
 def run_cli(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
@@ -42,18 +50,6 @@ def free_port_range(count: int, rng: random.Random | None = None) -> int:
         if not any(port_in_use(p) for p in range(base, base + count)):
             return base
     raise RuntimeError("no free port range found")
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie (exited, not yet reaped by its parent) counts as gone.
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.05) -> Any:
@@ -85,7 +81,7 @@ class LocalCluster:
         self.proc: subprocess.Popen[str] | None = None
         self.lines: list[str] = []
         self.nodes: list[dict[str, Any]] = []
-        self.restarted: dict[int, subprocess.Popen[bytes]] = {}
+        self.restarted: dict[int, NodeProcess] = {}
 
     def start(self, timeout: float = 60.0) -> "LocalCluster":
         for _ in range(3):
@@ -118,7 +114,9 @@ class LocalCluster:
         return [n["http"] for n in self.nodes]
 
     def pid(self, i: int) -> int:
-        return self.restarted[i].pid if i in self.restarted else self.nodes[i]["pid"]
+        if i in self.restarted:
+            return self.restarted[i].proc.pid  # type: ignore[union-attr]
+        return self.nodes[i]["pid"]  # type: ignore[no-any-return]
 
     def statuses(self) -> list[dict[str, Any] | None]:
         return [get_json(u + "/v1/status", timeout=1.0) for u in self.urls]
@@ -144,18 +142,15 @@ class LocalCluster:
     def restart(self, i: int) -> None:
         """Start node ``i`` again (same flags, same data dir) as a child of this process."""
         argv = [a for a in self.nodes[i]["argv"] if a != "--exit-with-parent"]
-        log = open(self.data_dir / f"n{i + 1}.restarted.log", "ab")
-        self.restarted[i] = subprocess.Popen(argv, cwd=ROOT, env=env(), stdout=log, stderr=subprocess.STDOUT,
-                                             stdin=subprocess.DEVNULL)
-        log.close()
+        self.restarted[i] = NodeProcess(self.nodes[i]["name"], argv, self.data_dir / f"n{i + 1}.restarted.log")
+        self.restarted[i].spawn()
         wait_for(lambda: get_json(self.url(i) + "/livez", timeout=0.5), 30, f"node {i} to serve again")
 
     def stop(self) -> None:
         """Stop the cluster (SIGTERM, by PID) and every node restarted by hand; kill leftovers."""
         pids = [n["pid"] for n in self.nodes]
         for proc in self.restarted.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
+            proc.signal(signal.SIGTERM)
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -164,52 +159,37 @@ class LocalCluster:
                 self.proc.kill()
                 self.proc.wait()
         for proc in self.restarted.values():
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            proc.terminate_sync(15)
         for pid in pids:
             if pid_alive(pid):
                 os.kill(pid, signal.SIGKILL)
 
     def all_pids(self) -> list[int]:
-        return [n["pid"] for n in self.nodes] + [p.pid for p in self.restarted.values()] + ([self.proc.pid] if self.proc else [])
+        restarted = [p.proc.pid for p in self.restarted.values() if p.proc is not None]
+        return [n["pid"] for n in self.nodes] + restarted + ([self.proc.pid] if self.proc else [])
 
 
 class ServeProcess:
-    """One `consensus serve` node (a one-member cluster unless peers are given)."""
+    """One `consensus serve` node (a one-member cluster), its log in ``DATA_DIR/serve.log``."""
 
     def __init__(self, data_dir: Path, *extra: str) -> None:
-        base = free_port_range(2)
-        self.raft = f"127.0.0.1:{base}"
-        self.url = f"http://127.0.0.1:{base + 1}"
-        self.log = data_dir / "serve.log"
-        self.argv = consensus_cmd("serve", "--id", self.raft, "--peers", self.raft, "--http", f"127.0.0.1:{base + 1}",
-                                  "--data-dir", str(data_dir / "node"), *extra)
+        spec = plan_nodes(1, data_dir, extra_args=extra)[0]
+        self.spec = dataclasses.replace(spec, data_dir=Path(data_dir).resolve() / "node",
+                                        log=Path(data_dir).resolve() / "serve.log")
+        self.raft, self.url, self.log = self.spec.raft, self.spec.url, self.spec.log
+        self.node = NodeProcess("serve", self.spec.argv(), self.log)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> "ServeProcess":
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(self.argv, cwd=ROOT, env=env(), stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL)
-        wait_for(lambda: self.proc.poll() is not None or _ready(self.url),
-                 timeout, "the node to be ready")
-        if self.proc.poll() is not None:
+        self.node.spawn()
+        self.proc = self.node.proc
+        wait_for(lambda: self.node.returncode is not None or _ready(self.url), timeout, "the node to be ready")
+        if self.node.returncode is not None:
             raise RuntimeError("consensus serve failed: " + self.log.read_text())
         return self
 
     def stop(self) -> int | None:
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
+        return self.node.terminate_sync(15)
 
 
 def _ready(url: str) -> bool:

@@ -34,14 +34,20 @@ async def test_start_and_stop_leave_no_process_and_no_proxy(tmp_path):
             assert all(pid is not None and pid_alive(pid) for pid in pids)
             assert c.names == ["n1", "n2", "n3"]
             assert c.endpoints == [node.http for node in c.nodes]
-            # One proxy per pair, named dialer->target; the dialer's Raft address string is the greater.
+            # One Raft proxy per pair, named dialer->target; the dialer's Raft address string is the greater.
+            # One forwarding proxy per ordered pair: each node's view of the others' HTTP URLs.
             proxies = api.proxies()
-            assert len(proxies) == 3
+            assert len(proxies) == 3 + 6 and len(c.links) == 3 and len(c.http_links) == 6
             for link in c.links:
                 assert link.proxy == f"t1-{link.dialer}->{link.target}"
                 assert c.node(link.dialer).raft > c.node(link.target).raft
                 assert proxies[link.proxy].upstream == c.node(link.target).raft
-                assert f"{link.upstream}={link.listen}" in " ".join(c._procs[link.dialer].argv)
+                assert f"{link.upstream}={link.listen}" in " ".join(c.local.procs[link.dialer].argv)
+            for hl in c.http_links:
+                assert hl.proxy == f"t1-http-{hl.sender}->{hl.target}"
+                assert "http://" + proxies[hl.proxy].upstream == c.node(hl.target).http
+                argv = c.local.procs[hl.sender].argv
+                assert f"{c.node(hl.target).raft}={hl.url}" in argv[argv.index("--peers") + 1]
             assert await incr(c) == 1
             assert c.faults == {"cut": [], "one_way": [], "slow": [], "paused": [], "killed": []}
         finally:
@@ -107,6 +113,7 @@ async def test_isolated_leader_steps_down_majority_elects_and_commits_then_heal_
     assert c.faults["cut"] == sorted(sorted([old, n]) for n in rest)
     for n in rest:
         assert refuses(c.link(old, n).listen)  # a disabled proxy refuses new connections
+        assert refuses(c.http_links_of(old, n)[0].listen) and refuses(c.http_links_of(old, n)[1].listen)
 
     async def new_leader() -> str | None:
         leader = await c.leader()
@@ -167,6 +174,9 @@ async def test_one_way_loss_from_the_leader_gets_it_replaced(cluster):
     assert c.faults["one_way"] == [[old, n] for n in rest] and c.faults["cut"] == []
     link = c.link(old, rest[0])
     assert (await c.link_state(old, rest[0]))["toxics"] == [f"raftwork-drop-{link.stream_from(old)}"]
+    # What the old leader sends is lost on the forwarding links too: its requests, and its answers.
+    assert (await c.http_link_state(old, rest[0]))["toxics"] == ["raftwork-drop-upstream"]
+    assert (await c.http_link_state(rest[0], old))["toxics"] == ["raftwork-drop-downstream"]
 
     async def new_leader() -> str | None:
         leader = await c.leader()
@@ -243,3 +253,21 @@ async def test_restart_of_a_running_node_is_refused_and_unknown_names_are_errors
     with pytest.raises(ValueError, match="unknown node"):
         await c.kill("n7")
     assert c.links == []
+
+
+async def test_a_partitioned_follower_cannot_commit_through_the_leader(cluster):
+    """A partition cuts a node off completely: its forwarding to the leader too (DESIGN section 7)."""
+    from consensus.errors import ConsensusError
+
+    c = await cluster(n=3)
+    leader = await c.wait_for_leader()
+    follower = next(n for n in c.names if n != leader)
+    before = await incr(c, via=[follower])  # healed: the follower forwards to the leader
+    await c.isolate(follower)
+    for n in c.names:
+        if n != follower:
+            assert not (await c.http_link_state(follower, n))["enabled"]
+    with pytest.raises(ConsensusError):
+        await incr(c, via=[follower], timeout=3)  # neither forwarded nor committed by itself
+    await c.heal()
+    assert await incr(c, via=[follower], timeout=20) >= before + 1

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from chaos.cluster import pid_alive
-from chaos.nemesis import make_nemesis
+from chaos.nemesis import NemesisOp, make_nemesis
 from chaos.pytest_plugin import cluster  # noqa: F401
 from tests.integration.chaos_helpers import caught_up, incr
 
@@ -16,8 +16,8 @@ CLEAN = {"cut": [], "one_way": [], "slow": [], "paused": [], "killed": []}
 
 async def check_started(c, op, name):
     """Assert the fault an op reports is what the cluster (and Toxiproxy) has now."""
-    faults, value = c.faults, op["value"]
-    if op["f"] == "start-partition":
+    faults, value = c.faults, op.value
+    if op.f == "start-partition":
         assert faults["cut"] == value["cut"]
         assert faults["one_way"] == value.get("one_way", [])
         assert faults["cut"] or faults["one_way"]
@@ -26,12 +26,17 @@ async def check_started(c, op, name):
         for sender, receiver in faults["one_way"]:
             stream = c.link(sender, receiver).stream_from(sender)
             assert f"raftwork-drop-{stream}" in (await c.link_state(sender, receiver))["toxics"]
-    elif op["f"] == "kill":
+            assert "raftwork-drop-upstream" in (await c.http_link_state(sender, receiver))["toxics"]
+    elif op.f == "kill":
         assert faults["killed"] == sorted(value["nodes"]) and value["nodes"]
         assert all(c.node(n).pid is None for n in value["nodes"])
-    elif op["f"] == "pause":
+    elif op.f == "pause":
         assert faults["paused"] == sorted(value["nodes"]) and value["nodes"]
-    elif op["f"] == "start-latency":
+    elif op.f == "restart-follower":
+        assert value["follower"] not in (value["leader"], value["transfer_to"]) and value["entries"] > 0
+        assert value["new_leader"] == value["transfer_to"] and faults == CLEAN
+        assert c.node(value["follower"]).pid is not None
+    elif op.f == "start-latency":
         assert faults["slow"] and all(set(s["link"]) & set(value["nodes"]) for s in faults["slow"])
         a, b = faults["slow"][0]["link"]
         assert {"raftwork-latency-upstream", "raftwork-latency-downstream"} <= set((await c.link_state(a, b))["toxics"])
@@ -39,17 +44,23 @@ async def check_started(c, op, name):
         assert name == "none" and faults == CLEAN, op
 
 
-@pytest.mark.parametrize("name", ["none", "partition", "one-way", "kill", "pause", "latency", "all"])
+OPTIONS = {"restart-follower": {"entries": 300}}  # the default 2000 entries take too long for the suite
+
+
+@pytest.mark.parametrize("name", ["none", "partition", "one-way", "kill", "kill-majority", "pause", "latency",
+                                  "restart-follower", "all"])
 async def test_nemesis_start_stop_and_final_heal(cluster, name):
     c = await cluster(n=3)
-    nemesis = make_nemesis(name)
+    nemesis = make_nemesis(name, **OPTIONS.get(name, {}))
     rng = random.Random(7)
 
     op = await nemesis.start(c, rng)
-    assert isinstance(op["f"], str) and "value" in op
+    assert isinstance(op.f, str)
+    if name == "kill-majority":
+        assert len(op.value["nodes"]) == 2 and op.value["target"] == "majority"
     await check_started(c, op, name)
     stopped = await nemesis.stop(c)
-    assert isinstance(stopped["f"], str)
+    assert isinstance(stopped.f, str)
     assert c.faults == CLEAN, (op, stopped)
 
     await nemesis.start(c, rng)  # the final heal must undo a fault that was never stopped
@@ -58,6 +69,8 @@ async def test_nemesis_start_stop_and_final_heal(cluster, name):
     assert c.faults == CLEAN
     for link in c.links:
         assert await c.link_state(link.dialer, link.target) == {"enabled": True, "listen": link.listen, "toxics": []}
+    for hl in c.http_links:
+        assert await c.http_link_state(hl.sender, hl.target) == {"enabled": True, "listen": hl.listen, "toxics": []}
     assert all(node.pid is not None and pid_alive(node.pid) for node in c.nodes)
     value = await incr(c, timeout=20)
     for node in c.names:
@@ -68,7 +81,7 @@ async def test_kill_leader_falls_back_to_any_node_without_a_leader(cluster):
     c = await cluster(n=3)
     leader = await c.wait_for_leader()
     op = await make_nemesis("kill-leader").start(c, random.Random(1))
-    assert op == {"f": "kill", "value": {"target": "leader", "nodes": [leader]}}
+    assert op == NemesisOp("kill", {"target": "leader", "nodes": [leader]})
     await c.partition([[n] for n in c.names])  # nobody can lead now
     pause = make_nemesis("pause-leader")
 
@@ -78,7 +91,7 @@ async def test_kill_leader_falls_back_to_any_node_without_a_leader(cluster):
     from tests.integration.chaos_helpers import eventually
     await eventually(no_leader, 15, "the leader to be gone")
     op = await pause.start(c, random.Random(1))
-    assert op["value"]["target"] == "one" and len(op["value"]["nodes"]) == 1
+    assert op.value["target"] == "one" and len(op.value["nodes"]) == 1
     await pause.heal(c)
     await make_nemesis("kill").heal(c)  # restarts the killed leader
     await c.heal()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -15,12 +17,19 @@ import pytest
 from tests.integration.server_procs import pid_alive
 
 ROOT = Path(__file__).resolve().parents[2]
-REPORT = ("history.jsonl", "results.json", "test.json", "cluster.json", "latency-raw.png", "latency-quantiles.png",
-          "rate.png", "timeline.html", "nodes/n1.log", "nodes/n2.log", "nodes/n3.log")
+REPORT = ("history.jsonl", "history.edn", "results.json", "test.json", "cluster.json", "run.log", "latency-raw.png",
+          "latency-quantiles.png", "rate.png", "timeline.html", "nodes/n1.log", "nodes/n2.log", "nodes/n3.log")
 
 
 def chaos(*argv: str, timeout: float = 150) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "chaos", *argv], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+def ops_of(run: Path) -> list[dict]:
+    """Return the ops of a stored history (after its header line)."""
+    header, *lines = (run / "history.jsonl").read_text().splitlines()
+    assert "raftwork_history" in json.loads(header)
+    return [json.loads(line) for line in lines]
 
 
 def no_process_left(run: Path) -> None:
@@ -52,7 +61,7 @@ def test_register_under_partitions_is_valid_and_stored(partition_run):
     assert results["valid"] is True and results["checkers"]["linear"]["valid"] is True
     assert results["checkers"]["linear"]["model"] == "kv" and results["seed"] == 1
     assert results["ops"]["by_type"]["ok"] > 50 and results["ops"]["nemesis_ops"] >= 4  # start and stop (+ heal)
-    history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+    history = ops_of(run)
     nemesis = [op for op in history if op["process"] == "nemesis"]
     assert nemesis[0]["f"] == "start" and nemesis[0]["type"] == "invoke"
     assert nemesis[1]["f"].startswith("start") and nemesis[1]["type"] == "info"
@@ -61,7 +70,21 @@ def test_register_under_partitions_is_valid_and_stored(partition_run):
         mine = [op for op in history if op["process"] == p]
         assert mine[-1]["type"] == "info"
     assert "VALID" in proc.stdout and str(run) in proc.stdout
+    assert "replicas: valid" in proc.stdout and "faults: valid" in proc.stdout and "logs: valid" in proc.stdout
+    assert "nemesis start-partition" in proc.stderr and "nemesis start-partition" in (run / "run.log").read_text()
+    assert (run / "history.edn").read_text().startswith("[{:index 0")
     no_process_left(run)
+
+
+def test_chaos_check_on_the_stored_history_gives_the_runs_verdict(partition_run):
+    proc, store = partition_run
+    assert proc.returncode == 0
+    check = chaos("check", "--model", "kv", str(store / "latest" / "history.jsonl"))  # the README's command
+    assert check.returncode == 0 and ": valid" in check.stdout, check.stdout + check.stderr
+    bare = chaos("check", str(store / "latest" / "history.jsonl"))  # the header names the model
+    assert bare.returncode == 0, bare.stdout + bare.stderr
+    wrong = chaos("check", "--model", "kv", "--init", "null", str(store / "latest" / "history.jsonl"))
+    assert wrong.returncode == 1  # the old convention (keys start absent) is not what the run did
 
 
 def test_analyze_of_the_stored_run_agrees_then_catches_a_corruption(partition_run, tmp_path):
@@ -72,7 +95,7 @@ def test_analyze_of_the_stored_run_agrees_then_catches_a_corruption(partition_ru
     run = tmp_path / "copy"
     shutil.copytree((store / "latest").resolve(), run)
     lines = (run / "history.jsonl").read_text().splitlines()
-    for i, line in enumerate(lines):
+    for i, line in enumerate(lines[1:], 1):
         op = json.loads(line)
         if op["type"] == "ok" and op["f"] == "read":
             op["value"] = [op["value"][0], 99]  # no client ever writes 99
@@ -105,9 +128,21 @@ def test_ctrl_c_stops_every_process(tmp_path):
             proc.wait()
     assert code == 130, err.read_text()
     run = next((store / "counter-none").iterdir())
-    assert json.loads((run / "results.json").read_text())["crashed"] == "interrupted"
-    assert (run / "history.jsonl").stat().st_size > 0
+    results = json.loads((run / "results.json").read_text())
+    assert results["crashed"] == "interrupted" and results["valid"] == "unknown"
+    assert (run / "history.jsonl").stat().st_size > 0 and "run interrupted" in (run / "run.log").read_text()
     no_process_left(run)
+    again = chaos("analyze", str(run), "--no-report")  # re-analyzed, it is still an interrupted run
+    assert again.returncode == 2, again.stdout + again.stderr
+    assert "did not finish: interrupted" in again.stdout
+    assert json.loads((run / "results.json").read_text())["crashed"] == "interrupted"
+
+
+def test_a_nemesis_too_big_for_the_cluster_is_a_usage_error(tmp_path):
+    proc = chaos("test", "--nodes", "2", "--nemesis", "bridge", "--time-limit", "5", "--store", str(tmp_path))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.strip() == "chaos test: error: nemesis bridge cannot run on 2 nodes: bridge needs at least 3 nodes, not 2"
+    assert not list(tmp_path.iterdir())  # nothing ran, nothing stored
 
 
 @pytest.mark.slow
@@ -119,3 +154,32 @@ def test_test_all_matrix(tmp_path):
     header = next(i for i, line in enumerate(table) if line.startswith("TEST"))
     rows = table[header + 1:]
     assert len(rows) == 8 and all(" VALID " in row for row in rows)
+
+
+def test_leave_db_running_keeps_the_healed_cluster_until_ctrl_c(tmp_path):
+    store = tmp_path / "store"
+    err = tmp_path / "stderr"
+    with open(err, "w") as sink:
+        proc = subprocess.Popen([sys.executable, "-m", "chaos", "test", "--workload", "counter", "--time-limit", "2",
+                                 "--recovery", "0.5", "--leave-db-running", "--store", str(store)], cwd=ROOT,
+                                stdout=subprocess.PIPE, stderr=sink, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while "cluster left running" not in err.read_text() or err.read_text().count(" http http://") < 3:
+            assert proc.poll() is None and time.monotonic() < deadline, err.read_text()
+            time.sleep(0.2)
+        urls = re.findall(r" http (http://\S+) ", err.read_text())
+        assert len(urls) == 3
+        for url in urls:  # the run is over, and the cluster still serves
+            with urllib.request.urlopen(url + "/v1/status", timeout=5) as response:
+                assert json.loads(response.read())["leader"]
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0 and "counter-none: VALID" in out, out + err.read_text()[-2000:]
+    run = (store / "latest").resolve()
+    assert json.loads((run / "results.json").read_text())["valid"] is True
+    no_process_left(run)

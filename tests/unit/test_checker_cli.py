@@ -119,3 +119,26 @@ def test_summary_matches_the_golden_text() -> None:
     run = chaos("check", "-m", "cas-register", *(str(DATA / f) for f in files))
     text = re.sub(r"\d+\.\d ms", "_ ms", run.stdout.replace(str(DATA) + "/", ""))
     assert text == GOLDEN_SUMMARY
+
+
+def _register_history(path: Path, header: bool) -> Path:
+    """A register run's history: a read of 0 before any write, valid only if keys start at 0."""
+    lines = ['{"raftwork_history":1,"workload":"register","model":"kv","init":0}'] if header else []
+    lines += ['{"index":0,"time":1,"type":"invoke","process":0,"f":"read","value":[7,null]}',
+              '{"index":1,"time":2,"type":"ok","process":0,"f":"read","value":[7,0]}',
+              '{"index":2,"time":3,"type":"invoke","process":1,"f":"write","value":[7,3]}',
+              '{"index":3,"time":4,"type":"ok","process":1,"f":"write","value":[7,3]}']
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_the_history_header_states_the_model_and_initial_value(tmp_path: Path) -> None:
+    stated = _register_history(tmp_path / "run.jsonl", header=True)
+    assert chaos("check", "--model", "kv", str(stated)).returncode == 0  # the README's command, the run's verdict
+    bare = chaos("check", str(stated))  # no --model: the header names it
+    assert bare.returncode == 0 and "[kv, 2 ops" in bare.stdout, bare.stdout + bare.stderr
+    assert chaos("check", "--model", "kv", "--init", "null", str(stated)).returncode == 1  # --init overrides
+    unstated = _register_history(tmp_path / "old.jsonl", header=False)
+    assert chaos("check", "--model", "kv", str(unstated)).returncode == 1  # nothing stated: keys start absent
+    nameless = chaos("check", str(unstated))
+    assert nameless.returncode == 255 and "names no model" in nameless.stderr and nameless.stderr.count("\n") == 1

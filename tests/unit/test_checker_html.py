@@ -6,6 +6,7 @@ import re
 
 from chaos.checker import check_linearizable, make_model
 from chaos.checker.html import render
+from chaos.verdict import Verdict
 
 
 def history(reads: list[int]) -> list[dict]:
@@ -18,7 +19,7 @@ def history(reads: list[int]) -> list[dict]:
 
 def test_invalid_view_marks_prefix_and_failing_op() -> None:
     result = check_linearizable(history([2, 1]), make_model("register", 0))
-    assert result.valid is False
+    assert result.valid is Verdict.INVALID
     page = render(result, title="t")
     assert page.count('class="op lin') == len(result.partitions[0].linearization) == 3
     assert page.count('class="op fail') == 1

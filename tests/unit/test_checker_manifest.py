@@ -10,6 +10,7 @@ import pytest
 from chaos.checker import UNKNOWN, Model, PartitionResult, check_linearizable, make_model
 from chaos.checker.html import render
 from chaos.history import MISSING, load
+from chaos.verdict import Verdict
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "histories"
 ROWS = list(csv.DictReader((DATA / "MANIFEST.tsv").open(encoding="utf-8"), delimiter="\t"))
@@ -40,10 +41,10 @@ def test_known_verdict(row: dict[str, str]) -> None:
     model = make_model(model_for(row), None if loaded.init is MISSING else loaded.init)
     result = check_linearizable(loaded.ops, model, timeout=60)
     if row["expected"] not in ("true", "false"):  # the empty etcd file: nothing to violate
-        assert result.valid is True and result.ops == 0
+        assert result.valid is Verdict.VALID and result.ops == 0
         return
     expected = row["expected"] == "true"
-    assert result.valid is expected, f"{row['file']}: got {result.valid}"
+    assert result.valid is Verdict.of(expected), f"{row['file']}: got {result.valid}"
     if expected:
         for part in result.partitions:  # a valid verdict comes with a certificate: check it
             assert_certificate(part, model)

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from chaos.checker import UNKNOWN, Model, check_linearizable, make_model
 from chaos.history import Call, Op, pair
+from chaos.verdict import Verdict
 
 
 def simulate(rng: random.Random, *, processes: int, ops_per_process: int, values: int = 4,
@@ -112,7 +113,7 @@ def test_simulated_histories_are_linearizable() -> None:
     for _ in range(30):
         history = simulate(rng, processes=6, ops_per_process=40, crash_rate=0.03)
         result = check_linearizable(history, model, timeout=30)
-        assert result.valid is True
+        assert result.valid is Verdict.VALID
         part = result.partitions[0]
         # The reported linearization replays legally and includes every completed call.
         assert {c.id for c in part.calls if not c.crashed} <= set(part.linearization)
@@ -125,7 +126,7 @@ def test_invented_reads_are_always_caught() -> None:
         history = break_read(rng, simulate(rng, processes=5, ops_per_process=30, crash_rate=0.05), "invented")
         assert history is not None
         result = check_linearizable(history, model, timeout=30)
-        assert result.valid is False
+        assert result.valid is Verdict.INVALID
         assert result.failing is not None and not result.failing.crashed
 
 
@@ -142,7 +143,7 @@ def test_agrees_with_brute_force_on_small_histories(seed: int, how: str, cas: bo
     expected = brute_force(calls, model)
     if how == "none":
         assert expected is True  # the generator's promise
-    assert check_linearizable(history, model).valid is expected
+    assert check_linearizable(history, model).valid is Verdict.of(expected)
 
 
 @settings(max_examples=100, deadline=None)
@@ -162,7 +163,7 @@ def test_kv_partitions_agree_with_brute_force_per_key(seed: int) -> None:
           for i, (_, k, op) in enumerate(merged)]
     model = make_model("kv", 0)
     expected = all(brute_force(pair(h), make_model("cas-register", 0)) for h in parts.values())
-    assert check_linearizable(kv, model).valid is expected
+    assert check_linearizable(kv, model).valid is Verdict.of(expected)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

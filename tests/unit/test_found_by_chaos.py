@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 from chaos.checker import check_linearizable, make_model
+from chaos.verdict import Verdict
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "raftwork" / "register-put-retry-bug.jsonl"
 
@@ -24,7 +25,7 @@ def ops():
 
 def test_the_client_retry_bug_history_is_not_linearizable():
     result = check_linearizable(ops(), make_model("kv", init=0), timeout=60)
-    assert result.valid is False
+    assert result.valid is Verdict.INVALID
     assert result.failing_key == 24
 
 
@@ -34,4 +35,4 @@ def test_it_is_linearizable_once_the_misreported_write_is_unknown():
     assert len(wrong) == 1  # the one write the client wrongly called a definite failure
     wrong[0]["type"] = "info"
     result = check_linearizable(history, make_model("kv", init=0), timeout=60)
-    assert result.valid is True
+    assert result.valid is Verdict.VALID

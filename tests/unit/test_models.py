@@ -8,6 +8,7 @@ import pytest
 
 from chaos.checker import UNKNOWN, ModelError, check_linearizable, make_model, model_names
 from chaos.history import Op
+from chaos.verdict import Verdict
 
 
 def ops(*events: tuple[Any, ...]) -> list[Op]:
@@ -104,33 +105,33 @@ def test_states_are_hashable_for_every_model() -> None:
 def test_register_stale_read_after_write_is_illegal() -> None:
     history = seq((0, "write", 1, 1), (1, "write", 2, 2), (0, "read", None, 1))
     result = check_linearizable(history, make_model("register", 0))
-    assert result.valid is False and result.failing.f == "read" and result.failing.output == 1
+    assert result.valid is Verdict.INVALID and result.failing.f == "read" and result.failing.output == 1
 
 
 def test_concurrent_reads_may_see_either_value() -> None:
     history = ops(("invoke", 0, "write", 1), ("invoke", 1, "read", None), ("ok", 1, "read", 0),
                   ("invoke", 2, "read", None), ("ok", 2, "read", 1), ("ok", 0, "write", 1))
-    assert check_linearizable(history, make_model("register", 0)).valid is True
+    assert check_linearizable(history, make_model("register", 0)).valid is Verdict.VALID
     # ...but not new then old once the write completed before the second read began.
     history = ops(("invoke", 0, "write", 1), ("invoke", 1, "read", None), ("ok", 0, "write", 1),
                   ("ok", 1, "read", 1), ("invoke", 2, "read", None), ("ok", 2, "read", 0))
-    assert check_linearizable(history, make_model("register", 0)).valid is False
+    assert check_linearizable(history, make_model("register", 0)).valid is Verdict.INVALID
 
 
 def test_crashed_write_may_take_effect_late_or_never() -> None:
     late = ops(("invoke", 0, "write", 1), ("info", 0, "write", None), ("invoke", 1, "read", None),
                ("ok", 1, "read", 0), ("invoke", 1, "read", None), ("ok", 1, "read", 1))
-    assert check_linearizable(late, make_model("register", 0)).valid is True
+    assert check_linearizable(late, make_model("register", 0)).valid is Verdict.VALID
     never = ops(("invoke", 0, "write", 1), ("invoke", 1, "read", None), ("ok", 1, "read", 0))
-    assert check_linearizable(never, make_model("register", 0)).valid is True
+    assert check_linearizable(never, make_model("register", 0)).valid is Verdict.VALID
     back = late + ops(("invoke", 2, "read", None), ("ok", 2, "read", 0))
     back = [Op(index=i, type=o.type, process=o.process, f=o.f, value=o.value) for i, o in enumerate(back)]
-    assert check_linearizable(back, make_model("register", 0)).valid is False
+    assert check_linearizable(back, make_model("register", 0)).valid is Verdict.INVALID
 
 
 def test_failed_op_did_not_happen() -> None:
     history = ops(("invoke", 0, "write", 1), ("fail", 0, "write", 1), ("invoke", 1, "read", None), ("ok", 1, "read", 1))
-    assert check_linearizable(history, make_model("register", 0)).valid is False
+    assert check_linearizable(history, make_model("register", 0)).valid is Verdict.INVALID
 
 
 def test_cas_that_returned_false_observes_the_register() -> None:
@@ -138,60 +139,60 @@ def test_cas_that_returned_false_observes_the_register() -> None:
     base = seq((0, "write", 1, 1))
     fine = base + ops(("invoke", 1, "cas", [2, 3]), ("ok", 1, "cas", False))[0:2]
     fine = [Op(index=i, type=o.type, process=o.process, f=o.f, value=o.value) for i, o in enumerate(fine)]
-    assert check_linearizable(fine, make_model("cas-register")).valid is True
+    assert check_linearizable(fine, make_model("cas-register")).valid is Verdict.VALID
     bad = [Op(index=i, type=o.type, process=o.process, f=o.f, value=o.value if o.f != "cas" or o.type == "ok" else [1, 3])
            for i, o in enumerate(fine)]
-    assert check_linearizable(bad, make_model("cas-register")).valid is False
+    assert check_linearizable(bad, make_model("cas-register")).valid is Verdict.INVALID
 
 
 def test_pruning_keeps_crashed_write_needed_by_a_failed_cas() -> None:
     # Only the crashed write of 5 (never read) can make the cas from 0 return false.
     history = ops(("invoke", 0, "write", 5), ("invoke", 1, "cas", [0, 1]), ("ok", 1, "cas", False))
     result = check_linearizable(history, make_model("cas-register", 0))
-    assert result.valid is True and not result.partitions[0].pruned
+    assert result.valid is Verdict.VALID and not result.partitions[0].pruned
 
 
 def test_pruning_drops_unobserved_crashed_writes_and_reads() -> None:
     history = ops(("invoke", 0, "write", 5), ("invoke", 2, "read", None), ("invoke", 1, "read", None), ("ok", 1, "read", 0))
     result = check_linearizable(history, make_model("cas-register", 0))
-    assert result.valid is True and len(result.partitions[0].pruned) == 2
+    assert result.valid is Verdict.VALID and len(result.partitions[0].pruned) == 2
 
 
 def test_kv_partitions_by_key_and_reports_the_bad_key() -> None:
     history = seq((0, "write", ["a", 1], ["a", 1]), (1, "write", ["b", 2], ["b", 2]),
                   (0, "read", ["a", None], ["a", 1]), (1, "read", ["b", None], ["b", 3]))
     result = check_linearizable(history, make_model("kv"))
-    assert result.valid is False and result.failing_key == "b" and len(result.partitions) == 2
+    assert result.valid is Verdict.INVALID and result.failing_key == "b" and len(result.partitions) == 2
 
 
 def test_kv_init_per_key() -> None:
     history = seq((0, "read", ["a", None], ["a", 7]), (0, "read", ["b", None], ["b", None]))
-    assert check_linearizable(history, make_model("kv", {"a": 7})).valid is True
-    assert check_linearizable(history, make_model("kv")).valid is False
+    assert check_linearizable(history, make_model("kv", {"a": 7})).valid is Verdict.VALID
+    assert check_linearizable(history, make_model("kv")).valid is Verdict.INVALID
 
 
 def test_mutex_double_acquire_is_illegal() -> None:
     history = seq((0, "acquire", None, None), (1, "acquire", None, None))
-    assert check_linearizable(history, make_model("mutex")).valid is False
+    assert check_linearizable(history, make_model("mutex")).valid is Verdict.INVALID
     ok = seq((0, "acquire", None, None), (0, "release", None, None), (1, "acquire", None, None))
-    assert check_linearizable(ok, make_model("mutex")).valid is True
+    assert check_linearizable(ok, make_model("mutex")).valid is Verdict.VALID
 
 
 def test_queue_fifo_and_set_histories() -> None:
     fifo = seq((0, "enqueue", 1, 1), (0, "enqueue", 2, 2), (1, "dequeue", None, 2))
-    assert check_linearizable(fifo, make_model("queue")).valid is False
+    assert check_linearizable(fifo, make_model("queue")).valid is Verdict.INVALID
     both = ops(("invoke", 0, "enqueue", 1), ("invoke", 1, "enqueue", 2), ("ok", 0, "enqueue", 1),
                ("ok", 1, "enqueue", 2), ("invoke", 2, "dequeue", None), ("ok", 2, "dequeue", 2))
-    assert check_linearizable(both, make_model("queue")).valid is True
+    assert check_linearizable(both, make_model("queue")).valid is Verdict.VALID
     sets = seq((0, "add", 1, 1), (1, "read", None, [1]), (1, "read", None, []))
-    assert check_linearizable(sets, make_model("set")).valid is False
+    assert check_linearizable(sets, make_model("set")).valid is Verdict.INVALID
 
 
 def test_counter_history() -> None:
     history = ops(("invoke", 0, "add", 1), ("invoke", 1, "read", None), ("ok", 1, "read", 1), ("ok", 0, "add", 1),
                   ("invoke", 1, "read", None), ("ok", 1, "read", 0))
-    assert check_linearizable(history, make_model("counter")).valid is False
-    assert check_linearizable(history[:4], make_model("counter")).valid is True
+    assert check_linearizable(history, make_model("counter")).valid is Verdict.INVALID
+    assert check_linearizable(history[:4], make_model("counter")).valid is Verdict.VALID
 
 
 def test_timeout_gives_unknown_and_more_time_gives_the_verdict() -> None:
@@ -202,7 +203,7 @@ def test_timeout_gives_unknown_and_more_time_gives_the_verdict() -> None:
     path = Path(__file__).resolve().parents[1] / "data" / "histories" / "porcupine" / "jepsen" / "etcd_007.log"
     history = load(path).ops  # valid, but its search caches ~70,000 states
     result = check_linearizable(history, make_model("cas-register"), timeout=0.0)
-    assert result.valid == "unknown" and result.failing is None
+    assert result.valid is Verdict.UNKNOWN and result.failing is None
     assert 0 < result.explored < 70_000
     assert len(result.partitions[0].linearization) > 40  # the longest prefix so far is kept
 
@@ -212,7 +213,7 @@ def test_crashed_ops_with_different_inputs_are_not_interchangeable() -> None:
     history = ops(("invoke", 0, "write", 1), ("invoke", 1, "write", 2), ("invoke", 2, "read", None),
                   ("ok", 2, "read", 2), ("invoke", 2, "read", None), ("ok", 2, "read", 1))
     result = check_linearizable(history, make_model("register", 0))
-    assert result.valid is True
+    assert result.valid is Verdict.VALID
     assert [c.input for c in result.partitions[0].calls if c.id in result.partitions[0].linearization[:1]] == [2]
 
 
@@ -222,10 +223,10 @@ def test_interchangeable_crashed_ops_still_allow_any_count() -> None:
                   ("invoke", 3, "read", None), ("ok", 3, "read", 1), ("invoke", 3, "write", 0), ("ok", 3, "write", 0),
                   ("invoke", 3, "read", None), ("ok", 3, "read", 1), ("invoke", 3, "write", 0), ("ok", 3, "write", 0),
                   ("invoke", 3, "read", None), ("ok", 3, "read", 1))
-    assert check_linearizable(history, make_model("register", 0)).valid is True
+    assert check_linearizable(history, make_model("register", 0)).valid is Verdict.VALID
     four = history + ops(("invoke", 3, "write", 0), ("ok", 3, "write", 0), ("invoke", 3, "read", None), ("ok", 3, "read", 1))
     four = [Op(index=i, type=o.type, process=o.process, f=o.f, value=o.value) for i, o in enumerate(four)]
-    assert check_linearizable(four, make_model("register", 0)).valid is False
+    assert check_linearizable(four, make_model("register", 0)).valid is Verdict.INVALID
 
 
 def test_read_only_declarations_match_the_steps() -> None:
@@ -260,15 +261,15 @@ def test_slow_key_cannot_hide_an_illegal_key() -> None:
     assert len(bad) // 2 > len([o for o in slow if o.type == "invoke"])
     history = [Op(index=i, type=o.type, process=o.process, f=o.f, value=o.value) for i, o in enumerate(slow + bad)]
     result = check_linearizable(history, make_model("kv"), timeout=60)
-    assert result.valid is False and result.failing_key == "b"
+    assert result.valid is Verdict.INVALID and result.failing_key == "b"
     by_key = {p.key: p for p in result.partitions}
-    assert by_key["a"].valid == "unknown" and by_key["a"].explored < 10_000  # abandoned, not finished first
+    assert by_key["a"].valid is Verdict.UNKNOWN and by_key["a"].explored < 10_000  # abandoned, not finished first
 
 
 def test_kv_init_map_matches_int_keys_by_their_json_string() -> None:
     history = seq((0, "read", [1, None], [1, 7]))
-    assert check_linearizable(history, make_model("kv", {"1": 7})).valid is True
-    assert check_linearizable(history, make_model("kv", {"1": 8})).valid is False
+    assert check_linearizable(history, make_model("kv", {"1": 7})).valid is Verdict.VALID
+    assert check_linearizable(history, make_model("kv", {"1": 8})).valid is Verdict.INVALID
 
 
 def test_kv_append_rejects_non_string_values() -> None:

@@ -146,7 +146,7 @@ def test_grudge_links_split_cuts_from_one_way_drops():
 def test_registry_builds_every_nemesis_and_names_the_known_ones_on_a_typo():
     for name in NEMESES:
         assert make_nemesis(name).name in NEMESES
-    with pytest.raises(UnknownNemesis, match=r"unknown nemesis 'partiton'; known: all, kill, .*partition"):
+    with pytest.raises(UnknownNemesis, match=r"unknown nemesis 'partiton'; known: all, bridge, kill, .*partition"):
         make_nemesis("partiton")
     with pytest.raises(ValueError, match="unknown grudge"):
         make_nemesis("partition", grudges=("nope",))

@@ -14,6 +14,7 @@ import pytest
 from chaos import store
 from chaos.cli import main
 from chaos.runner import Recorder, TestConfig
+from chaos.workloads import make_workload
 
 
 def test_timestamps_sort_and_run_dirs_are_unique(tmp_path):
@@ -42,7 +43,7 @@ def _stored_run(root: Path, ops, workload="register") -> Path:
     rec = Recorder(clock_ns=lambda: next(clock))
     for op in ops:
         rec.record(*op)
-    store.write_history(run, rec.ops)
+    store.write_history(run, rec.ops, make_workload(workload).header())
     store.update_latest(root, run)
     return run
 
@@ -69,13 +70,13 @@ def test_analyze_rechecks_the_latest_run(tmp_path, capsys):
 def test_analyze_of_a_corrupted_history_is_invalid(tmp_path, capsys):
     run = _stored_run(tmp_path, GOOD)
     lines = (run / store.HISTORY).read_text().splitlines()
-    read_ok = json.loads(lines[7])
+    read_ok = json.loads(lines[8])  # line 9: the header, then ops 0..7
     assert read_ok["f"] == "read" and read_ok["type"] == "ok"
     read_ok["value"] = [0, 2]  # a stale read: the cas to 3 completed before the read began
-    lines[7] = json.dumps(read_ok)
+    lines[8] = json.dumps(read_ok)
     (run / store.HISTORY).write_text("\n".join(lines) + "\n")
     assert main(["analyze", str(run), "--no-report"]) == 1
-    assert "cannot linearize key 0" in capsys.readouterr().out
+    assert "cannot linearize on key 0: process 2 read [0, null] -> [0, 2] (line 8-9)" in capsys.readouterr().out
     assert json.loads((run / "results.json").read_text())["valid"] is False
 
 

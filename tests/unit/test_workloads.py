@@ -8,23 +8,22 @@ from itertools import islice
 
 import pytest
 
-from chaos.runner import Pacer, Recorder, exit_code, merge_valid, nemesis_schedule, parse_concurrency
-from chaos.run_cli import worst
-from chaos.workloads import (Answer, CounterWorkload, RegisterWorkload, UnknownWorkload, classify_error, counter_ops,
+from chaos.runner import Pacer, Recorder, nemesis_schedule, parse_concurrency
+from chaos.verdict import Verdict, worst_exit
+from chaos.workloads import (CounterWorkload, OpSpec, RegisterWorkload, UnknownWorkload, classify_error, counter_ops,
                              make_workload, register_ops)
 from consensus.errors import Indeterminate, InvalidRequest, NotLeader, Rejected, Unavailable
 
 
 def test_register_ops_golden():
     assert list(islice(register_ops(random.Random(42)), 6)) == [
-        {"f": "read", "value": [2, None]}, {"f": "cas", "value": [0, [2, 1]]}, {"f": "read", "value": [0, None]},
-        {"f": "read", "value": [2, None]}, {"f": "cas", "value": [2, [4, 0]]}, {"f": "write", "value": [2, 0]}]
+        OpSpec("read", [2, None]), OpSpec("cas", [0, [2, 1]]), OpSpec("read", [0, None]),
+        OpSpec("read", [2, None]), OpSpec("cas", [2, [4, 0]]), OpSpec("write", [2, 0])]
 
 
 def test_counter_ops_golden():
     assert list(islice(counter_ops(random.Random(42)), 6)) == [
-        {"f": "read", "value": None}, {"f": "add", "value": 3}, {"f": "add", "value": 2},
-        {"f": "read", "value": None}, {"f": "read", "value": None}, {"f": "read", "value": None}]
+        OpSpec("read"), OpSpec("add", 3), OpSpec("add", 2), OpSpec("read"), OpSpec("read"), OpSpec("read")]
 
 
 def test_generators_are_pure_functions_of_the_seed():
@@ -35,12 +34,12 @@ def test_generators_are_pure_functions_of_the_seed():
 
 
 def test_register_keys_retire_after_ops_per_key():
-    keys = [op["value"][0] for op in islice(register_ops(random.Random(1), keys=1, ops_per_key=2), 7)]
+    keys = [op.value[0] for op in islice(register_ops(random.Random(1), keys=1, ops_per_key=2), 7)]
     assert keys == [0, 0, 1, 1, 2, 2, 3]
     many = list(islice(register_ops(random.Random(1), keys=3, ops_per_key=50), 3000))
     counts: dict[int, int] = {}
     for op in many:
-        counts[op["value"][0]] = counts.get(op["value"][0], 0) + 1
+        counts[op.value[0]] = counts.get(op.value[0], 0) + 1
     assert max(counts.values()) <= 50 and len(counts) >= 60
 
 
@@ -55,45 +54,8 @@ def test_register_keys_retire_after_ops_per_key():
     (RuntimeError("surprise"), "info"),
 ])
 def test_only_definite_errors_are_fail(exc, kind):
-    got, value, extra = classify_error(exc)
-    assert got == kind and value is None and extra["error"]
-
-
-def _fake(answers):
-    calls = []
-
-    async def request(method, path, *, body=None, write=False):
-        calls.append((method, path, body, write))
-        answer = answers.pop(0)
-        if isinstance(answer, BaseException):
-            raise answer
-        return Answer(answer, "http://127.0.0.1:1")
-
-    return request, calls
-
-
-async def test_register_invoke_maps_http_to_ops():
-    w = RegisterWorkload()
-    request, calls = _fake([{"value": 3}, {"value": 4}, {"value": 1},
-                            Rejected("value mismatch", detail={"name": "reg-2", "value": 0}), Indeterminate("?")])
-    assert await w.invoke(request, "read", [2, None]) == ("ok", [2, 3], {})
-    assert await w.invoke(request, "write", [2, 4]) == ("ok", [2, 4], {})
-    assert await w.invoke(request, "cas", [2, [4, 1]]) == ("ok", [2, [4, 1]], {})
-    kind, _, extra = await w.invoke(request, "cas", [2, [4, 1]])
-    assert kind == "fail" and extra["error"] == "rejected" and extra["detail"]["value"] == 0
-    assert (await w.invoke(request, "write", [2, 1]))[0] == "info"
-    assert calls[0] == ("GET", "/v1/counters/reg-2", None, False)
-    assert calls[1] == ("PUT", "/v1/counters/reg-2", {"value": 4}, True)
-    assert calls[2] == ("PUT", "/v1/counters/reg-2", {"value": 1, "expect": 4}, True)
-
-
-async def test_counter_invoke_maps_http_to_ops():
-    w = CounterWorkload()
-    request, calls = _fake([{"value": 5}, {"value": 7}, Unavailable("x")])
-    assert await w.invoke(request, "add", 5) == ("ok", 5, {})
-    assert await w.invoke(request, "read", None) == ("ok", 7, {})
-    assert (await w.invoke(request, "add", 2))[0] == "fail"
-    assert calls[0] == ("POST", "/v1/counters/chaos-counter/incr", {"by": 5}, True)
+    outcome = classify_error(exc)
+    assert outcome.type == kind and outcome.value is None and outcome.extra["error"]
 
 
 def _history(ops):
@@ -109,22 +71,24 @@ def test_register_check_finds_a_stale_read():
                      ("invoke", 1, "read", [1, None]), ("ok", 1, "read", [1, 3])])
     bad = _history([("invoke", 0, "write", [1, 3]), ("ok", 0, "write", [1, 3]),
                     ("invoke", 1, "read", [1, None]), ("ok", 1, "read", [1, 0])])
-    assert RegisterWorkload().check(good)["linear"]["valid"] is True
+    assert RegisterWorkload().check(good)["linear"].valid is Verdict.VALID
     result = RegisterWorkload().check(bad)["linear"]
-    assert result["valid"] is False and result["failing_key"] == 1
+    assert result.valid is Verdict.INVALID and result.to_dict()["failing_key"] == 1
+    assert "cannot linearize on key 1" in result.summary() and "(line 4-5)" in result.summary()  # after the header line
 
 
 def test_register_final_reads_cover_every_key():
     history = _history([("invoke", 0, "write", [4, 1]), ("ok", 0, "write", [4, 1]), ("invoke", 1, "read", [2, None]),
                         ("invoke", "nemesis", "start", None)])
-    assert RegisterWorkload().final_ops(history) == [{"f": "read", "value": [2, None]}, {"f": "read", "value": [4, None]}]
+    assert RegisterWorkload().final_ops(history) == [OpSpec("read", [2, None]), OpSpec("read", [4, None])]
 
 
 def test_counter_check_bounds():
     ok = _history([("invoke", 0, "add", 2), ("ok", 0, "add", 2), ("invoke", 1, "read", None), ("ok", 1, "read", 2)])
     bad = _history([("invoke", 0, "add", 2), ("ok", 0, "add", 2), ("invoke", 1, "read", None), ("ok", 1, "read", 5)])
-    assert CounterWorkload().check(ok)["counter"]["valid"] is True
-    assert CounterWorkload().check(bad)["counter"]["valid"] is False
+    assert CounterWorkload().check(ok)["counter"].valid is Verdict.VALID
+    result = CounterWorkload().check(bad)["counter"]
+    assert result.valid is Verdict.INVALID and "read 5 outside [2, 2] (line 5)" in result.summary()
 
 
 @pytest.mark.parametrize("name", ["set", "lock", "kv", "nope"])
@@ -166,8 +130,43 @@ def test_pacer_spreads_ops_at_the_rate():
 
 
 def test_verdicts_fold_like_jepsen():
-    assert merge_valid([True, True]) is True
-    assert merge_valid([True, "unknown"]) == "unknown"
-    assert merge_valid(["unknown", False]) is False
-    assert [exit_code(v) for v in (True, False, "unknown")] == [0, 1, 2]
-    assert worst([0, 2, 1]) == 1 and worst([1, 255, 0]) == 255 and worst([0, 2]) == 2 and worst([]) == 0
+    V, I, U = Verdict.VALID, Verdict.INVALID, Verdict.UNKNOWN
+    assert Verdict.merge([V, V]) is V and Verdict.merge([V, U]) is U and Verdict.merge([U, I, V]) is I
+    assert Verdict.merge([]) is V
+    assert [v.exit_code for v in (V, I, U)] == [0, 1, 2] and [v.json() for v in (V, I, U)] == [True, False, "unknown"]
+    assert [Verdict.from_json(x) for x in (True, False, "unknown", None, "valid")] == [V, I, U, U, V]
+    with pytest.raises(TypeError):
+        bool(U)  # unknown is neither true nor false: `if verdict:` is a bug
+    assert worst_exit([0, 2, 1]) == 1 and worst_exit([1, 255, 0]) == 255 and worst_exit([0, 2]) == 2
+    assert worst_exit([]) == 0
+
+
+def test_read_consistency_is_checked():
+    assert RegisterWorkload(read_consistency="stale").describe()["read_consistency"] == "stale"
+    with pytest.raises(ValueError):
+        CounterWorkload(read_consistency="eventual")
+
+
+def test_workloads_state_their_model_and_initial_value():
+    assert RegisterWorkload().header() == {"workload": "register", "model": "kv", "init": 0}
+    assert CounterWorkload().header() == {"workload": "counter", "model": "counter", "init": 0}
+
+
+def test_test_count_repeats_with_successive_seeds_and_exits_with_the_worst(monkeypatch):
+    """``--test-count``'s loop (the runner itself is stood in for: each run's verdict is scripted)."""
+    from chaos import run_cli
+    from chaos.cli import build_parser
+    from chaos.runner import RunResults
+
+    seen = []
+
+    class Done:
+        def __init__(self, valid):
+            self.valid, self.run_dir = valid, None
+            self.results = RunResults("t", "counter", "none", None, {}, {})
+
+    verdicts = iter([Verdict.VALID, Verdict.INVALID, Verdict.UNKNOWN])
+    monkeypatch.setattr(run_cli, "run_test", lambda config, progress=None: seen.append(config.seed) or Done(next(verdicts)))
+    args = build_parser().parse_args(["test", "--workload", "counter", "--test-count", "3", "--seed", "40"])
+    assert run_cli.run_one(args) == 1  # invalid is worse than unknown
+    assert seen == [40, 41, 42]
