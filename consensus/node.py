@@ -53,9 +53,6 @@ _OP_FRAMING = 16  # msgpack framing of one [machine, command, key] op, rounded u
 _ENTRY_FRAMING = 64  # payload header, entry framing, pysyncobj's pickle of the call
 _READ_RETRY_SECONDS = 0.05
 _SWEEP_SECONDS = 0.01  # how often expired deadlines are enforced
-# At most this many entries of ours in flight: proposals that arrive meanwhile wait and go
-# together in the next entry (group commit), so each entry (and each fsync) carries many.
-_MAX_IN_FLIGHT = 1
 # An entry whose callback pysyncobj lost must not hold the queue: flush anyway after this long.
 _IN_FLIGHT_GRACE_SECONDS = 0.2
 
@@ -85,6 +82,10 @@ class NodeConfig:
     # While a machine wants time (leases, waiters), the leader appends a time entry at least this
     # often, so leader-stamped time moves on in the log when nobody writes.
     time_granularity: float = 0.1
+    # At most this many entries of this node's in flight: proposals that arrive meanwhile wait and
+    # go together in the next entry (group commit), so each entry, and each fsync, carries many.
+    # More than one pipelines entries (the leader never rewinds on acknowledgements any more).
+    max_in_flight: int = 1
     # "always": every entry and vote is fsynced before it is acknowledged or sent (survives
     # machine crashes); "never": the OS decides (survives process crashes only; for tests).
     fsync: str = "always"
@@ -383,7 +384,7 @@ class Node:
             self._fail_batch(batch, Indeterminate("the leader stepped down before the outcome was known",
                                                   leader=self._engine.status().leader))
             del self._in_flight_batches[key]
-        if self._pending is not None and len(self._in_flight_batches) < _MAX_IN_FLIGHT:
+        if self._pending is not None and len(self._in_flight_batches) < self.config.max_in_flight:
             self._flush()
 
     # -- proposals and reads -----------------------------------------------------------------
@@ -574,7 +575,7 @@ class Node:
         for key, batch in list(self._in_flight_batches.items()):
             if all(f.done() for f in batch.writes) and all(f.done() for _, _, f in batch.reads):
                 del self._in_flight_batches[key]
-        if self._pending is not None and len(self._in_flight_batches) < _MAX_IN_FLIGHT:
+        if self._pending is not None and len(self._in_flight_batches) < self.config.max_in_flight:
             self._flush()
 
     def _batch_for(self, size: int) -> _Batch:
@@ -586,7 +587,7 @@ class Node:
             batch = self._pending = _Batch()
             loop = self._loop
             assert loop is not None
-            if len(self._in_flight_batches) < _MAX_IN_FLIGHT:
+            if len(self._in_flight_batches) < self.config.max_in_flight:
                 loop.call_soon(self._flush)
             else:  # flushed when an entry in flight resolves, or after the grace period
                 loop.call_later(_IN_FLIGHT_GRACE_SECONDS, self._flush_if_pending, batch)
@@ -628,7 +629,7 @@ class Node:
 
     def _resolve(self, key: int, results: Any, failure: Failure | None, reads: list[Outcome], index: int) -> None:
         batch = self._in_flight_batches.pop(key, None)
-        if self._pending is not None and len(self._in_flight_batches) < _MAX_IN_FLIGHT:
+        if self._pending is not None and len(self._in_flight_batches) < self.config.max_in_flight:
             self._flush()
         if batch is None:
             return

@@ -175,6 +175,8 @@ class RaftCore:
             transport.setOnUtilityMessageCallback(utility, None)
         self._queue = raft.commands_queue = StampingQueue(raft.commands_queue, self.leader_clock, self.blocked,
                                                           self.appends_paused)
+        self._queue.on_take = self._on_take
+        self.wake: Callable[[], None] = lambda: None  # the owner wakes its tick loop (a pipe)
         self._change_cluster = raft.replace_method("doChangeCluster", self._on_change_cluster)
 
     # -- the tick ----------------------------------------------------------------------------
@@ -404,6 +406,18 @@ class RaftCore:
         return changed
 
     # -- health ------------------------------------------------------------------------------
+
+    def busy(self) -> bool:
+        """True when the next tick has work without waiting for the network: a leader alone in
+        its cluster commits its own entries one tick after it appends them (nothing else wakes it)."""
+        raft = self.raft
+        return raft.state == LEADER and not raft.other_nodes and raft.commit_index < raft.last_index()
+
+    def _on_take(self) -> None:
+        # A leader alone appends at the end of a tick and would then sleep in that tick's poll
+        # for the whole tick period before committing: wake it (the owner's wake-up pipe).
+        if not self.raft.other_nodes:
+            self.wake()
 
     def blocked(self) -> str | None:
         """Why this node may neither vote nor append now, or None."""

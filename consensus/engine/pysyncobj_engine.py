@@ -160,6 +160,7 @@ class PysyncobjEngine:
         except Exception as exc:  # pysyncobj raises SyncObjException('BindError') and friends
             raise EngineStartError(f"cannot start the Raft engine on {c.node_id}: {exc}") from exc
         self._wakeup = PipeNotifier(self._core.so._poller, self._drain_calls)
+        self._core.wake = self._notify
         self._thread = threading.Thread(target=self._run, name=f"raft-{c.node_id}", daemon=True)
         self._thread.start()
 
@@ -176,7 +177,7 @@ class PysyncobjEngine:
         try:
             while not self._stopping.is_set():
                 try:
-                    core.tick(0.05)
+                    core.tick(0.0 if core.busy() else 0.05)
                     self._drain_calls()
                     self._publish()
                 except Exception:  # a bug in the engine must not kill the node's only thread

@@ -116,6 +116,7 @@ class StampingQueue:
         self._blocked = blocked
         self._paused = paused  # a leadership transfer is under way: hold new commands
         self.last_taken: Any = None  # (command, callback) taken last (see RaftCore.tick)
+        self.on_take: Callable[[], None] = lambda: None
 
     def put_nowait(self, item: Any) -> None:
         self._inner.put_nowait(item)
@@ -126,4 +127,5 @@ class StampingQueue:
         command, callback = self._inner.get_nowait()
         stamped = self._clock.stamp(command)
         self.last_taken = (stamped, callback)
+        self.on_take()
         return stamped, callback

@@ -237,9 +237,22 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     logging.getLogger("aiohttp.server").addFilter(QuietParseErrors())
     try:
-        return asyncio.run(serve(settings))
+        with asyncio.Runner(loop_factory=_loop_factory(args.loop)) as runner:
+            return runner.run(serve(settings))
     except ConsensusError as exc:  # e.g. an app that fails to load
         raise CommandError(exc.message) from None
+
+
+def _loop_factory(name: str) -> Any:
+    """uvloop's event loop (about a fifth more HTTP throughput on the leader) unless asked not to."""
+    if name == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            log.warning("uvloop is not installed; serving on asyncio's event loop")
+            return None
+        return uvloop.new_event_loop
+    return None
 
 
 def register(subparsers: Any) -> None:
@@ -255,6 +268,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--advertise-http", metavar="URL", help="this node's HTTP URL as others reach it (default http://HTTP)")
     p.add_argument("--data-dir", required=True, metavar="DIR", help="journal and snapshots live here")
     p.add_argument("--apps", default="counter", metavar="A,B", help=f"apps to serve (default counter; available: {', '.join(available_apps())})")
+    p.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop",
+                   help="the event loop: uvloop (default; asyncio's if uvloop is missing) or asyncio")
     p.add_argument("--forward", choices=["engine", "http"], default="engine",
                    help="how a follower takes writes and linearizable reads to the leader: engine (default: "
                         "over the Raft peer link) or http (relay the HTTP request)")
