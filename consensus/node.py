@@ -5,9 +5,11 @@ deadline, and every outcome is one of: a result, a definite error (nothing chang
 ``Indeterminate`` (it may have changed; retry with the same idempotency key).
 
 Group commit: proposals and linearizable reads that arrive in the same event-loop turn travel in
-one log entry. A linearizable read runs on the engine thread right after its entry applies, so it
-sees every write committed before the read started (the entry was appended after them), and
-concurrent reads share one barrier entry.
+one log entry. A linearizable read runs on the engine thread right after that entry applies, so it
+sees every write committed before the read started (the entry was appended after them). Reads
+that arrive with no write need no entry: the engine's ReadIndex (``engine/read_index.py``)
+confirms leadership with one heartbeat round shared by every read waiting, and answers once the
+node has applied the leader's commit index of the moment the read arrived.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ _IN_FLIGHT_GRACE_SECONDS = 0.2
 
 
 class Consistency(str, enum.Enum):
-    LINEARIZABLE = "linearizable"  # through the log: sees every write acknowledged before it began
+    LINEARIZABLE = "linearizable"  # ReadIndex (or a write entry): sees every write acknowledged before it began
     STALE = "stale"  # this node's local state, possibly behind; reports its applied index
 
 
@@ -624,8 +626,8 @@ class Node:
         if batch.ops:  # the leader stamps its clock into the entry when it appends it
             self._last_entry_sent = time.monotonic()
             self._engine.submit(encode_entry(0, batch.ops), on_done)
-        else:  # reads alone need only a barrier
-            self._engine.barrier(on_done)
+        else:  # reads alone need no log entry: the leader confirms it still leads (ReadIndex)
+            self._engine.read_index(on_done)
 
     def _resolve(self, key: int, results: Any, failure: Failure | None, reads: list[Outcome], index: int) -> None:
         batch = self._in_flight_batches.pop(key, None)

@@ -19,7 +19,7 @@ MACHINE = "counter"
 NAME_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 128, "pattern": NAME_PATTERN,
                "description": "1 to 128 characters of A-Z a-z 0-9 . _ ~ -"}
 CONSISTENCY_SCHEMA = {"type": "string", "enum": [c.value for c in Consistency],
-                      "description": "linearizable (default, answered by the leader through the log) or stale (this node's state)"}
+                      "description": "linearizable (default: the leader confirms it still leads, ReadIndex) or stale (this node's state)"}
 COUNTER_SCHEMA = obj({"name": {"type": "string"}, "value": int64()}, required=("name", "value"))
 
 

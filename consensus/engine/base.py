@@ -136,6 +136,14 @@ class Engine(Protocol):
         what a linearizable read needs.
         """
 
+    def read_index(self, callback: SubmitCallback) -> None:
+        """Call ``callback(None, None)`` once this node has applied everything committed before the call.
+
+        Like ``barrier``, without a log entry: the leader confirms its leadership with one
+        heartbeat round (ReadIndex, Raft dissertation 6.4); followers ask the leader. Every
+        failure is definite (nothing was written): retry.
+        """
+
     def call_soon(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` on the engine thread as soon as possible."""
 

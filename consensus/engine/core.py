@@ -12,6 +12,7 @@ what                           Raft rule it restores                         sim
 ``journal.DurableJournal``     persistent state before responding (Fig. 2)   ``crash_unsynced``
 ``stamping.LeaderClock``       leader time, bounded, never decreasing        ``clock_skew``
 ``snapshots.SnapshotStore``    durable snapshots, off the engine thread      ``snapshot_install``
+``read_index.ReadIndex``       reads confirm leadership (thesis 6.4)         ``deposed_leader_reads``
 ``wire.check``                 malformed peer messages never raise           ``garbage_messages``
 forwarded-callback sweep       no waiter is lost on a dropped connection     ``dropped_forward``
 =============================  ============================================  =====================
@@ -37,6 +38,7 @@ from consensus.engine.follower import FollowerRules
 from consensus.engine.internals import FOLLOWER, LEADER, Raft, check_version
 from consensus.engine.journal import DurableJournal, JournalUnavailable
 from consensus.engine.leader import LeaderRules
+from consensus.engine.read_index import ReadIndex
 from consensus.engine.routing import DialRouteNode
 from consensus.engine.snapshots import Runner, SnapshotStore, thread_runner
 from consensus.engine.stamping import LeaderClock, StampingQueue
@@ -111,6 +113,7 @@ class RaftCore:
         self.follower = FollowerRules(raft, self._send, self._on_leader_contact)
         self.leader = LeaderRules(raft, clock)
         self.elections = ElectionRules(raft, self._send, clock, config.election_timeout[0], self.blocked)
+        self.reads = ReadIndex(raft, self._send, clock, raft.send_append_entries)
         self.leader_clock = LeaderClock(raft, wall_ns or time.time_ns, clock, FIRST_STEP_NS)
         self._install()
         self._keepalive_at = 0.0
@@ -268,6 +271,7 @@ class RaftCore:
             log.warning("%s lost contact with leader %s at term %d", self.node_id, raft.leader.id, raft.current_term)
             raft.leader = None
         self._advance_transfer()
+        self.reads.after_tick()
         if self._pause_appends_until and raft.state != LEADER and raft.leader is not None:
             self._pause_appends_until = 0.0  # the transfer completed: queued commands go to the new leader
         if self.journal.failure is not None and raft.state == LEADER:
@@ -359,6 +363,11 @@ class RaftCore:
             self.follower.on_append_entries(node, message)
         elif kind == "next_node_idx":
             self.leader.on_reply(node, message)
+            self.reads.on_ack(node, message)
+        elif kind == "rw_read_index":
+            self.reads.on_request(node, message)
+        elif kind == "rw_read_index_resp":
+            self.reads.on_response(node, message)
         elif kind == "request_vote":
             if self.elections.accept_vote_request(message):
                 self._pysyncobj_on_message(node, message)
@@ -375,6 +384,8 @@ class RaftCore:
         kind = message.get("type")
         if kind == "next_node_idx" and "term" not in message:
             message["term"] = self.raft.current_term  # pysyncobj's own replies (snapshot installed)
+        elif kind == "append_entries":
+            self.reads.tag(message)  # sent after every read of the current round arrived
         self.elections.on_send(message)
         sent = self._send_original(node, message)
         if sent is False and kind == "apply_command" and "request_id" in message:

@@ -48,9 +48,11 @@ class FollowerRules:
         self._pysyncobj_handler = raft.handle_message()
         self._chunks: dict[Any, bytes] = {}
         self._acknowledged: tuple[int, int] = (0, 0)  # (term, highest index acknowledged in it)
+        self._echo: int | None = None
 
     def on_append_entries(self, node: Any, message: dict[str, Any]) -> None:
         raft = self.raft
+        self._echo = message.get("rw_seq")  # the leader's read round, echoed in the reply (read_index)
         if message["term"] < raft.current_term:
             self._reply(node, raft.last_index() + 1, success=False, reset=False)
             return
@@ -160,5 +162,10 @@ class FollowerRules:
         raft.log.deleteEntriesFrom(index - raft.first_index())
 
     def _reply(self, node: Any, next_index: int, *, success: bool, reset: bool) -> None:
-        self.send(node, {"type": "next_node_idx", "next_node_idx": next_index, "reset": reset, "success": success,
-                         "term": self.raft.current_term})
+        reply = {"type": "next_node_idx", "next_node_idx": next_index, "reset": reset, "success": success,
+                 "term": self.raft.current_term}
+        if self._echo is not None:
+            # Any reply in the leader's term confirms its leadership for the reads of this round
+            # (ReadIndex, dissertation 6.4), refusals of a log mismatch included.
+            reply["rw_seq"] = self._echo
+        self.send(node, reply)

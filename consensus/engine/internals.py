@@ -104,6 +104,10 @@ class Raft:
     def generate_timeout(self) -> float:
         return self.so._SyncObj__generateRaftTimeout()  # type: ignore[no-any-return]
 
+    def send_append_entries(self) -> None:
+        """Send AppendEntries (a heartbeat where nothing is new) to every connected peer now."""
+        self.so._SyncObj__sendAppendEntries()
+
     def connected_to_anyone(self) -> bool:
         return self.so._SyncObj__connectedToAnyone()  # type: ignore[no-any-return]
 

@@ -221,6 +221,13 @@ class PysyncobjEngine:
     def barrier(self, callback: SubmitCallback) -> None:
         self.submit(b"", callback)
 
+    def read_index(self, callback: SubmitCallback) -> None:
+        core = self._core
+        if core is None or self._stopping.is_set():
+            callback(None, Failure.NO_LEADER)
+            return
+        self.call_soon(lambda: core.reads.read(wrap_callback(callback)))
+
     def add_member(self, address: str, callback: SubmitCallback) -> None:
         self.core.so.addNodeToCluster(DialRouteNode(address), callback=wrap_callback(callback))
 

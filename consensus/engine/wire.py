@@ -55,9 +55,9 @@ _SHAPES: dict[str, dict[str, tuple[bool, Check]]] = {
     "append_entries": {"term": (True, _int), "commit_index": (True, _int), "entries": (False, _entries),
                        "prevLogIdx": (False, _opt_int), "prevLogTerm": (False, _opt_int),
                        "transmission": (False, _transmission), "data": (False, _bytes),
-                       "serialized": (False, _serialized)},
+                       "serialized": (False, _serialized), "rw_seq": (False, _int)},
     "next_node_idx": {"next_node_idx": (True, _int), "reset": (True, _bool), "success": (True, _bool),
-                      "term": (False, _int)},
+                      "term": (False, _int), "rw_seq": (False, _int)},
     "apply_command": {"command": (True, _bytes), "request_id": (False, _int)},
     "apply_command_response": {"request_id": (True, _int), "error": (False, _int), "log_idx": (False, _int),
                                "log_term": (False, _int)},
@@ -65,6 +65,8 @@ _SHAPES: dict[str, dict[str, tuple[bool, Check]]] = {
     "rw_prevote": {"term": (True, _int), "last_log_index": (True, _int), "last_log_term": (True, _int)},
     "rw_prevote_resp": {"term": (True, _int), "granted": (True, _bool), "voter_term": (True, _int)},
     "rw_ping": {},
+    "rw_read_index": {"request_id": (True, _int)},
+    "rw_read_index_resp": {"request_id": (True, _int), "index": (False, _int), "error": (False, _int)},
 }
 
 
@@ -88,6 +90,8 @@ def check(message: Any) -> str | None:
             return "append_entries transmission without data"
         if "prevLogIdx" in message and "prevLogTerm" not in message:
             return "append_entries without prevLogTerm"
+    if kind == "rw_read_index_resp" and "index" not in message and "error" not in message:
+        return "rw_read_index_resp without an index or an error"
     if kind == "apply_command_response" and "error" not in message and not ("log_idx" in message and "log_term" in message):
         return "apply_command_response without an error or a log position"
     return None

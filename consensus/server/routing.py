@@ -62,7 +62,7 @@ class Route:
     # route is leader_only (membership, leadership) or the server forwards over HTTP.
     on_leader: Callable[["Call"], bool] | None = None
     leader_only: bool = False
-    # When the leader's HTTP address is unknown, a read may still run here (through the log).
+    # When the leader's HTTP address is unknown, a read may still run here (its engine asks the leader).
     local_fallback: bool = False
     errors: tuple[int, ...] = (400,)
     # OpenAPI links from the 200 answer, by name: {"operationId": ..., "parameters": {...}}. Links

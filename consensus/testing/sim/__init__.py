@@ -4,8 +4,8 @@ Real engine objects (pysyncobj 0.3.17 plus every raftwork rule, ``consensus.engi
 on an in-memory network and a simulated clock. The seed decides everything: the network's noise
 (drops, duplicates, reordering), the fault schedule (partitions, crashes that lose unsynced
 writes, torn writes, restarts, leadership transfers, clock skew, failing disks), the clients'
-writes (to any node: followers forward). After every step the checks in ``checks.py`` run; at the
-end every fault is healed, the world runs quietly, and every acknowledged write must be applied
+writes (to any node: followers forward) and linearizable reads (ReadIndex, to any node). After
+every step the checks in ``checks.py`` run; at the end every fault is healed, the world runs quietly, and every acknowledged write must be applied
 everywhere.
 
     result = run_seed(7)
@@ -101,6 +101,7 @@ def run_schedule(
     duration: float = 8.0,
     settle: float = 8.0,
     writes_per_second: float = 40.0,
+    reads_per_second: float = 20.0,
     scenario: str | None = None,
     setup: "object | None" = None,
 ) -> SimResult:
@@ -125,7 +126,16 @@ def run_schedule(
                     world.submit(world.rng.choice(alive))
                 world.after(world.rng.expovariate(writes_per_second), client, None)
 
+            def reader() -> None:
+                if world.now >= duration:
+                    return
+                alive = world.alive()
+                if alive:
+                    world.read(world.rng.choice(alive))
+                world.after(world.rng.expovariate(reads_per_second), reader, None)
+
             world.after(0.3, client, None)
+            world.after(0.35, reader, None)
             world.run_until(duration)
             world.network.noise = Noise()
             world.note("final heal")

@@ -8,6 +8,8 @@
 - State machine safety: no two nodes apply different entries at the same index.
 - No acknowledged write lost: at the end, after every fault is healed, every node has applied
   every acknowledged command at the index and term it was acknowledged at.
+- Linearizable reads: a read answered ok has observed every write acknowledged before it was
+  invoked (a deposed leader must never answer from its stale state; ReadIndex, thesis 6.4).
 - Leader time never decreases along the log, and no CRITICAL line is logged.
 """
 
@@ -80,6 +82,15 @@ class Checks:
 
     def on_ack(self, command_id: int, index: int, term: int) -> None:
         self.world.note(f"ack command {command_id} at index {index} term {term}")
+
+    def on_read(self, node_id: str, read_id: int, required: list[int], register: Any) -> None:
+        """A read answered on ``node_id``: its state must hold every write acknowledged before it began."""
+        missing = [cid for cid in required if cid not in register.applied]
+        if missing:
+            self.fail(f"stale read: read {read_id} on {node_id} answered without acknowledged command "
+                      f"{missing[0]} ({len(missing)} missing)")
+        else:
+            self.world.note(f"read {read_id} on {node_id} ok ({len(register.applied)} commands applied)")
 
     def on_critical(self, message: str) -> None:
         self.fail(f"CRITICAL logged: {message}")

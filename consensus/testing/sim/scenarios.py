@@ -25,6 +25,10 @@ reproduces its bug.
 - ``clock_skew``: a leader whose wall clock is an hour fast cannot move log time more than the
   first-step bound, and time never goes backwards when a slow-clocked leader follows.
 - ``garbage_messages``: malformed peer messages are dropped without an exception in the tick.
+- ``deposed_leader_reads``: a leader cut off from the others keeps believing it leads while a new
+  leader commits writes; linearizable reads sent to it never answer (they fail or time out),
+  reads on the majority's side see the new writes. ``unconfirmed=True`` runs ReadIndex without
+  its heartbeat round (the bug it prevents): the old leader then answers stale reads.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from typing import Any, Callable
 
 from consensus.engine.core import FIRST_STEP_NS, RaftCore
 from consensus.engine.internals import LEADER
+from consensus.engine.read_index import ReadIndex
 from consensus.testing.sim import SimResult, _critical_lines, _liveness
 from consensus.testing.sim.faults import Fault, apply_fault
 from consensus.testing.sim.network import Noise
@@ -391,3 +396,50 @@ def failover_rounds(s: Script) -> SimResult:
     result.stats = {"failovers": len(rounds), "one_round": sum(r == 1 for r in rounds), "max_rounds": max(rounds),
                     "median_seconds": ordered[len(ordered) // 2]}
     return result
+
+
+class _UnconfirmedReadIndex(ReadIndex):
+    """ReadIndex that skips the leadership check (step 2 of thesis 6.4): what must never ship."""
+
+    def _majority_acked(self, round_: int) -> bool:
+        return True
+
+
+def _long_fallback() -> SimConfig:
+    # The old leader keeps leading unheard for 30 s: long after the majority elected another.
+    return SimConfig(noise=Noise(), leader_fallback=30.0)
+
+
+def deposed_leader_reads(s: Script) -> SimResult:
+    """A cut-off leader that still believes it leads must not answer reads (see the module docstring)."""
+    world = s.world
+    lead = s.run_until(s.leader, 5, "a first leader")
+    if getattr(s, "options", {}).get("unconfirmed"):
+        world.core(lead).reads.__class__ = _UnconfirmedReadIndex
+    early = s.write(lead, 5)
+    s.run_until(lambda: all(s.acked(c) for c in early), 5, "first writes acknowledged")
+    others = [n for n in world.nodes if n != lead]
+    for other in others:
+        world.network.block(lead, other)
+        world.network.block(other, lead)
+    s.run_until(lambda: any(world.core(n).raft.state == LEADER for n in others), 10, "the majority elects a leader")
+    new = next(n for n in others if world.core(n).raft.state == LEADER)
+    later = s.write(new, 5)
+    s.run_until(lambda: all(s.acked(c) for c in later), 5, "writes acknowledged by the new leader")
+    if s.raft(lead).state != LEADER:
+        s.problems.append(f"the old leader {lead} stepped down early; the scenario tests nothing")
+    stale = [world.read(lead) for _ in range(10)]
+    fresh = [world.read(n) for n in others for _ in range(5)]
+    s.run(3.0)
+    answered = [r for r in stale if world.reads[r][1]]
+    s.note(f"old leader {lead} answered {len(answered)} of {len(stale)} reads; still leader: "
+           f"{s.raft(lead).state == LEADER}")
+    if answered:
+        s.problems.append(f"the deposed leader {lead} answered {len(answered)} linearizable reads")
+    unanswered = [r for r in fresh if not world.reads[r][1]]
+    if unanswered:
+        s.problems.append(f"{len(unanswered)} of {len(fresh)} reads on the majority's side did not succeed")
+    return s.finish()
+
+
+_scenario(deposed_leader_reads, _long_fallback)

@@ -107,6 +107,7 @@ class SimConfig:
     tick_seconds: tuple[float, float] = (0.02, 0.05)  # periodic ticks; a delivery ticks at once
     compaction_entries: int = 60
     message_bytes: int = 400  # small, so the leader sends entries in several messages
+    leader_fallback: float | None = None  # how long a leader keeps leading unheard (default: pysyncobj's 1.5 s)
     noise: Noise = field(default_factory=Noise)
 
 
@@ -131,6 +132,8 @@ class World:
         self.next_command = 1
         self.acked: dict[int, tuple[int, int]] = {}  # command id -> (index, term) it committed at
         self.pending: dict[int, str] = {}  # command id -> the node it was submitted to
+        self.next_read = 1
+        self.reads: dict[int, tuple[str, bool | None]] = {}  # read id -> (node, answered ok / failed / None)
         self.touched: dict[str, None] = {}  # nodes to tick after this step, in a stable order
 
     # -- the event queue ---------------------------------------------------------------------
@@ -174,7 +177,7 @@ class World:
         config = EngineConfig(
             node_id=node_id, peers=list(self.nodes), data_dir=os.path.join(self.tmp, node_id.replace(":", "_")),
             election_timeout=c.election_timeout, heartbeat_interval=c.heartbeat,
-            leader_fallback_timeout=max(c.heartbeat * 4, 1.5), connection_timeout=max(3.5, c.election_timeout[1]),
+            leader_fallback_timeout=c.leader_fallback or max(c.heartbeat * 4, 1.5), connection_timeout=max(3.5, c.election_timeout[1]),
             compaction_min_entries=c.compaction_entries, compaction_min_time=3600.0, max_message_bytes=c.message_bytes,
             fsync="never",  # snapshot files only: the journal lives in MemoryStorage, with its own sync rules
         )
@@ -253,6 +256,27 @@ class World:
         node.core.replicator.apply_payload(payload, callback=wrap_callback(done))
         self.touched[node_id] = None
         return cid
+
+    def read(self, node_id: str) -> int | None:
+        """Invoke a linearizable read (ReadIndex) on ``node_id``; the checks judge its answer."""
+        node = self.nodes[node_id]
+        if node.core is None:
+            return None
+        rid = self.next_read
+        self.next_read += 1
+        required = list(self.acked)  # every write acknowledged before the read was invoked
+        self.reads[rid] = (node_id, None)
+        hooks = node.hooks
+
+        def done(result: Any, failure: Any) -> None:
+            self.reads[rid] = (node_id, failure is None)
+            if failure is None:
+                assert hooks is not None
+                self.checks.on_read(node_id, rid, required, hooks.register)
+
+        node.core.reads.read(wrap_callback(done))
+        self.touched[node_id] = None
+        return rid
 
     # -- lifetime ----------------------------------------------------------------------------
 
