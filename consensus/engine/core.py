@@ -384,7 +384,19 @@ class RaftCore:
         kind = message.get("type")
         if kind == "next_node_idx" and "term" not in message:
             message["term"] = self.raft.current_term  # pysyncobj's own replies (snapshot installed)
-        elif kind == "append_entries":
+        if kind == "append_entries" and "serialized" in message and message["serialized"] is None:
+            # pysyncobj's leader asks its serializer for the next snapshot chunk for a follower
+            # behind the log's first entry; with no snapshot to send yet (one is being captured)
+            # it gets None, sends that empty message, and asks again, in a loop that stops only
+            # when a wall-clock tick has passed: a whole tick of empty messages on a real
+            # network, and forever under the simulation's virtual clock (found by the sweep as
+            # an out-of-memory run). Nothing is sent: the follower learns nothing from it. Moving
+            # nextIndex past the end ends the loop; the follower's rejection of the next
+            # heartbeat brings nextIndex back (Figure 2: decrement on rejection) and the
+            # snapshot goes out once it is ready. Scenario: ``snapshot_while_capturing``.
+            self.raft.next_index[node] = self.raft.last_index() + 1
+            return True
+        if kind == "append_entries":
             self.reads.tag(message)  # sent after every read of the current round arrived
         self.elections.on_send(message)
         sent = self._send_original(node, message)

@@ -10,7 +10,13 @@
   cannot express; without this the fuzzer would trip over its own repeated keys.
 - ``X-Raft-Session``: the fuzzer's "valid" examples of this header ignore its pattern (it sent
   ``0``) and cannot know that the lowest number awaited may not exceed the request's own; such a
-  header is replaced by a well-formed one (of a session that does not exist: a definite 409).
+  header is replaced by a well-formed one (of a session that does not exist: a definite 409), in
+  positive cases only: a negative case's malformed header must still be refused.
+- ``unknown_headers_are_not_errors``: the coverage phase sends an undeclared header (named
+  ``x-schemathesis-unknown-property`` and the like) and expects a 4xx. RFC 9110 section 5.1 says
+  a recipient ignores header fields it does not recognize (proxies add them all the time), so
+  such a case is not a negative test of this API and is dropped; unknown body and query fields
+  are still sent and must be refused.
 """
 
 from __future__ import annotations
@@ -53,6 +59,19 @@ def honest_deadline(ctx: Any, response: Any, case: Any) -> None:
     return None
 
 
+_UNKNOWN_HEADER_NAMES = {"x-schemathesis-unknown-property", "schemathesis-unknown-property", "unknown-property-0"}
+
+
+@schemathesis.hook("filter_case")
+def unknown_headers_are_not_errors(context: Any, case: Any) -> bool:
+    return not any(name.lower() in _UNKNOWN_HEADER_NAMES for name in (case.headers or {}))
+
+
+def _positive(case: Any) -> bool:
+    meta = getattr(case, "meta", None)
+    return meta is None or getattr(meta.generation.mode, "value", meta.generation.mode) == "positive"
+
+
 @schemathesis.hook
 def map_case(context: Any, case: Any) -> Any:
     headers = case.headers
@@ -60,7 +79,7 @@ def map_case(context: Any, case: Any) -> Any:
         for name in list(headers):
             if name.lower() == "idempotency-key" and isinstance(headers[name], str) and _KEY.fullmatch(headers[name]):
                 headers[name] = "st-" + uuid.uuid4().hex
-            if name.lower() == "x-raft-session":
+            if name.lower() == "x-raft-session" and _positive(case):  # a negative case keeps its bad header
                 match = _SESSION.fullmatch(str(headers[name]))
                 if match is None or int(match.group(2)) > int(match.group(1)):
                     headers[name] = "999999:2:1"

@@ -373,6 +373,34 @@ def garbage_messages(s: Script) -> SimResult:
 
 
 @_scenario
+def snapshot_while_capturing(s: Script) -> SimResult:
+    """A follower behind the leader's first entry returns while the leader writes a snapshot.
+
+    Until the write finishes pysyncobj has no snapshot to send; before the fix its leader sent
+    empty snapshot messages in a loop that ended only on a wall-clock tick (forever here, under
+    virtual time: the run never finished). Now the follower waits for the snapshot and catches up.
+    """
+    world = s.world
+    lead = s.run_until(s.leader, 5, "a leader")
+    follower = next(n for n in world.nodes if n != lead)
+    world.crash(follower)
+    s.write(lead, 150)  # past the compaction threshold: the leader's log now starts after 1
+    s.run_until(lambda: not world.pending, 20, "the writes commit")
+    s.run_until(lambda: s.raft(lead).first_index() > 1, 20, "the leader compacts its log")
+    held: list[Callable[[], None]] = []
+    world.core(lead).snapshots.runner = held.append  # the next snapshot write waits for us
+    s.write(lead, 150)
+    s.run_until(lambda: held, 20, "the leader starts writing a snapshot")
+    world.start(follower)
+    s.run(1.0)  # the follower asks for entries the leader no longer has; no snapshot to send yet
+    world.core(lead).snapshots.runner = world.core(follower).snapshots.runner
+    for write in held:
+        write()
+    s.run_until(lambda: s.raft(follower).commit_index >= s.raft(lead).commit_index, 30, "the follower catches up")
+    return s.finish()
+
+
+@_scenario
 def failover_rounds(s: Script) -> SimResult:
     """Kill the leader under writes, twenty times: how many terms and seconds until the next one."""
     world = s.world
