@@ -10,6 +10,7 @@ what                           Raft rule it restores                         sim
 ``leader.LeaderRules``         replies carry terms; nextIndex never back     ``lost_ack_resend``
 ``elections.ElectionRules``    pre-vote; no disruptive votes (thesis 9.6)    ``rejoin_no_term_bump``
 ``journal.DurableJournal``     persistent state before responding (Fig. 2)   ``crash_unsynced``
+``_append_then_sync``          leader syncs in parallel (thesis 10.2.1)      ``crash_unsynced``
 ``stamping.LeaderClock``       leader time, bounded, never decreasing        ``clock_skew``
 ``snapshots.SnapshotStore``    durable snapshots, off the engine thread      ``snapshot_install``
 ``read_index.ReadIndex``       reads confirm leadership (thesis 6.4)         ``deposed_leader_reads``
@@ -181,6 +182,8 @@ class RaftCore:
         self._queue.on_take = self._on_take
         self.wake: Callable[[], None] = lambda: None  # the owner wakes its tick loop (a pipe)
         self._change_cluster = raft.replace_method("doChangeCluster", self._on_change_cluster)
+        self._take_commands = self.so._checkCommandsToApply
+        self.so._checkCommandsToApply = self._append_then_sync
 
     # -- the tick ----------------------------------------------------------------------------
 
@@ -195,6 +198,19 @@ class RaftCore:
             self._fail_taken(self._queue.last_taken)
         finally:
             self._after_tick()
+
+    def _append_then_sync(self) -> None:
+        """Append the queued commands, send them, and only then sync them (one sync for all).
+
+        Raft thesis 10.2.1: the leader may write its log to disk in parallel with replicating
+        it; it must count itself towards a commit only once its own copy is durable. pysyncobj
+        appends each command and sends AppendEntries right away; inside one journal batch the
+        append no longer syncs first, so the followers write while the leader does, and the
+        sync at the end of the batch comes before this tick's poll, where acknowledgements are
+        read, and before the next tick's commit count, where the leader counts itself.
+        """
+        with self.journal.batch():
+            self._take_commands()
 
     def _before_tick(self) -> None:
         self.elections.before_tick()

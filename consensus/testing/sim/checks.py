@@ -10,6 +10,9 @@
   every acknowledged command at the index and term it was acknowledged at.
 - Linearizable reads: a read answered ok has observed every write acknowledged before it was
   invoked (a deposed leader must never answer from its stale state; ReadIndex, thesis 6.4).
+- Every tick ends with the journal synced: a leader counts its own copy towards a commit at the
+  start of the next tick, so its log must be durable by then (it syncs after sending, thesis
+  10.2.1), and a follower syncs before it replies.
 - Leader time never decreases along the log, and no CRITICAL line is logged.
 """
 
@@ -101,7 +104,10 @@ class Checks:
         self.steps += 1
         world = self.world
         for node_id in world.alive():
-            raft = world.core(node_id).raft
+            core = world.core(node_id)
+            raft = core.raft
+            if core.journal._dirty and core.journal.failure is None:
+                self.fail(f"{node_id} ended a step with unsynced journal entries")
             self._record_committed(node_id, raft)
             if raft.state != LEADER:
                 continue
