@@ -155,6 +155,7 @@ class HeldLock:
         self.session: Session | None = None
         self.grant: Grant | None = None
         self.lost: str | None = None  # why the lease is lost, once it is
+        self.renewals = 0  # keepalives that got through
         self._body: asyncio.Task[Any] | None = None
         self._keeper: asyncio.Task[None] | None = None
         self._body_done = False
@@ -210,6 +211,7 @@ class HeldLock:
                 next_at = time.monotonic() + min(period, 0.1)  # unknown: try again soon, until the lease runs out
                 continue
             confirmed = sent
+            self.renewals += 1
             next_at = sent + period
 
     def _lose(self, why: str) -> None:

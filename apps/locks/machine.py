@@ -169,7 +169,9 @@ class LocksMachine:
     # -- the StateMachine protocol -------------------------------------------------------------
 
     def validate(self, command: dict[str, Any]) -> None:
+        """Refuse a malformed command, or one over the limits as applied here, before it is proposed."""
         _check(command, COMMANDS)
+        self._check_bounds(command, self.limits)
 
     def validate_query(self, query: dict[str, Any]) -> None:
         _check(query, QUERIES)
@@ -183,6 +185,7 @@ class LocksMachine:
     def apply(self, command: dict[str, Any], ctx: ApplyContext) -> Any:
         _check(command, COMMANDS)
         self._observe(ctx)
+        self._check_bounds(command, self.limits)  # the limits may have changed since it was proposed
         op = command["op"]
         if op == "open":
             return self._open(command["ttl_ms"], ctx)
@@ -246,10 +249,15 @@ class LocksMachine:
 
     # -- sessions ---------------------------------------------------------------------------------
 
+    @staticmethod
+    def _check_bounds(command: dict[str, Any], limits: LockLimits) -> None:
+        if "ttl_ms" in command and not limits.min_ttl_ms <= command["ttl_ms"] <= limits.max_ttl_ms:
+            raise InvalidRequest(f"ttl_ms must be from {limits.min_ttl_ms} to {limits.max_ttl_ms}")
+        if command.get("wait_ms", 0) > limits.max_wait_ms:
+            raise InvalidRequest(f"wait_ms must be at most {limits.max_wait_ms}")
+
     def _open(self, ttl_ms: int, ctx: ApplyContext) -> dict[str, Any]:
         limits = self.limits
-        if not limits.min_ttl_ms <= ttl_ms <= limits.max_ttl_ms:
-            raise InvalidRequest(f"ttl_ms must be from {limits.min_ttl_ms} to {limits.max_ttl_ms}")
         if len(self.sessions) >= limits.max_sessions:
             raise QuotaExceeded(f"the lock service holds its limit of {limits.max_sessions} sessions")
         session_id = str(ctx.seq)
@@ -274,8 +282,6 @@ class LocksMachine:
     def _acquire(self, command: dict[str, Any], session_id: str, session: _Session, ctx: ApplyContext) -> dict[str, Any]:
         name, mode, wait_ms = command["name"], command["mode"], command["wait_ms"]
         limits = self.limits
-        if wait_ms > limits.max_wait_ms:
-            raise InvalidRequest(f"wait_ms must be at most {limits.max_wait_ms}")
         lock = self.locks.get(name)
         if lock is not None:
             if session_id in lock.holders:
