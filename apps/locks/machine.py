@@ -50,6 +50,9 @@ MODES = ("exclusive", "shared")
 MS = 1_000_000  # nanoseconds per millisecond
 RESOLVED_RETENTION_NS = 120_000 * MS
 RESOLVED_CAPACITY = 20_000
+MIN_TTL_MS = 500
+MAX_TTL_MS = 3_600_000
+MAX_WAIT_MS = 60_000
 _NAME = re.compile(NAME_PATTERN)
 
 __all__ = ["LockLimits", "LocksMachine", "MODES", "NAME_PATTERN", "check_name"]
@@ -63,9 +66,10 @@ class LockLimits:
     max_locks: int = 10_000  # locks with a holder or a waiter
     max_waiters_per_lock: int = 1_000
     max_locks_per_session: int = 1_000  # held or waited for
-    min_ttl_ms: int = 500
-    max_ttl_ms: int = 600_000
-    max_wait_ms: int = 60_000  # an acquire's HTTP answer comes within about this, plus a second
+    # The defaults of these three are also their bounds (and the HTTP schema's): limits may narrow them.
+    min_ttl_ms: int = MIN_TTL_MS
+    max_ttl_ms: int = MAX_TTL_MS
+    max_wait_ms: int = MAX_WAIT_MS  # an acquire's HTTP answer comes within about this, plus a second
 
     def changed(self, changes: Any) -> "LockLimits":
         if not isinstance(changes, dict) or not changes:
@@ -76,6 +80,9 @@ class LockLimits:
             if not is_int64(value) or not 1 <= value <= 86_400_000:
                 raise InvalidRequest(f"lock limit {name} must be an integer from 1 to 86400000")
         new = replace(self, **changes)
+        if not MIN_TTL_MS <= new.min_ttl_ms <= new.max_ttl_ms <= MAX_TTL_MS or new.max_wait_ms > MAX_WAIT_MS:
+            raise InvalidRequest(f"ttl limits stay within {MIN_TTL_MS}..{MAX_TTL_MS} ms (min below max), "
+                                 f"max_wait_ms at most {MAX_WAIT_MS}")
         if new.min_ttl_ms > new.max_ttl_ms:
             raise InvalidRequest("min_ttl_ms must not be above max_ttl_ms")
         return new

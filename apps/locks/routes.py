@@ -21,7 +21,7 @@ import time
 from typing import Any
 
 from apps.counter.routes import CONSISTENCY_SCHEMA, NAME_SCHEMA
-from apps.locks.machine import MODES, LockLimits
+from apps.locks.machine import MAX_TTL_MS, MAX_WAIT_MS, MIN_TTL_MS, MODES
 from consensus.errors import Indeterminate, LockHeld, SessionNotFound
 from consensus.node import Consistency
 from consensus.server.routing import Call, Route
@@ -29,7 +29,6 @@ from consensus.server.schema import int64, obj
 
 MACHINE = "locks"
 WAIT_GRACE_SECONDS = 3.0
-MAX_TTL_MS = 86_400_000  # the schema's bound; the replicated limits are narrower (LockLimits)
 SESSION_ID_SCHEMA = dict(NAME_SCHEMA, description="a session id, as POST /v1/sessions returned it")
 MODE_SCHEMA = {"type": "string", "enum": list(MODES), "description": "exclusive (default): one holder; shared: many"}
 TOKEN_SCHEMA = dict(int64("the fencing token of the grant"), minimum=0)
@@ -127,7 +126,6 @@ def _write(call: Call) -> bool:
 
 def routes() -> list[Route]:
     """Return the lock service's routes."""
-    limits = LockLimits()
     session_param = {"id": SESSION_ID_SCHEMA}
     name_param = {"name": NAME_SCHEMA}
     by_id = {"id": "$request.path.id"}
@@ -135,19 +133,18 @@ def routes() -> list[Route]:
                      for op in ("getSession", "keepaliveSession", "closeSession")}
     return [
         Route("POST", "/v1/sessions", _open, "openSession", "open a lock-service session (a lease of ttl_ms)",
-              tag="locks", body=obj({"ttl_ms": {"type": "integer", "minimum": 1, "maximum": MAX_TTL_MS,
-                                                "description": f"the lease, from {limits.min_ttl_ms} to "
-                                                               f"{limits.max_ttl_ms} ms by default (a replicated limit)"}},
+              tag="locks", body=obj({"ttl_ms": {"type": "integer", "minimum": MIN_TTL_MS, "maximum": MAX_TTL_MS,
+                                                "description": "the lease in ms (replicated limits may narrow the range)"}},
                                     required=("ttl_ms",)),
               response=SESSION_SCHEMA, success_status=201, mutating=True, on_leader=_write, errors=(400, 409),
               links=session_links),
         Route("POST", "/v1/sessions/{id}/keepalive", _keepalive, "keepaliveSession",
               "renew a session's lease: it runs ttl_ms from now", tag="locks", path_params=session_param,
-              response=SESSION_SCHEMA, mutating=True, on_leader=_write, errors=(400, 404),
+              response=SESSION_SCHEMA, mutating=True, on_leader=_write, errors=(400, 404, 409),
               links={"getSession": {"operationId": "getSession", "parameters": by_id}}),
         Route("DELETE", "/v1/sessions/{id}", _close, "closeSession", "close a session, releasing its locks",
               tag="locks", path_params=session_param, response=CLOSED_SCHEMA, mutating=True, on_leader=_write,
-              errors=(400, 404)),
+              errors=(400, 404, 409)),
         Route("GET", "/v1/sessions/{id}", _get_session, "getSession", "read a session: its lease and the locks it holds",
               tag="locks", path_params=session_param, query={"consistency": CONSISTENCY_SCHEMA},
               response=SESSION_STATE_SCHEMA, on_leader=_read_needs_leader, local_fallback=True, errors=(400, 404)),
@@ -155,7 +152,7 @@ def routes() -> list[Route]:
               "acquire a lock for a session; wait_ms > 0 queues first come first served until granted or run out",
               tag="locks", path_params=name_param,
               body=obj({"session": SESSION_ID_SCHEMA, "mode": MODE_SCHEMA,
-                        "wait_ms": {"type": "integer", "minimum": 0, "maximum": limits.max_wait_ms,
+                        "wait_ms": {"type": "integer", "minimum": 0, "maximum": MAX_WAIT_MS,
                                     "description": "how long to wait in the queue (0, the default: try once)"}},
                        required=("session",)),
               response=GRANT_SCHEMA, mutating=True, on_leader=_write, errors=(400, 404, 409),

@@ -312,12 +312,12 @@ def test_limits_are_replicated_and_enforced():
     a = m.apply({"op": "open", "ttl_ms": 1000}, ctx(2))["id"]
     with pytest.raises(QuotaExceeded):
         m.apply({"op": "open", "ttl_ms": 1000}, ctx(3))
-    for bad in ({"ttl_ms": 10}, {"ttl_ms": 10**9}):
+    for bad in ({"ttl_ms": 10}, {"ttl_ms": 10**8}):
         with pytest.raises(InvalidRequest):
             m.apply({"op": "open", **bad}, ctx(4))
     with pytest.raises(InvalidRequest):
         m.apply({"op": "acquire", "name": "x", "session": a, "mode": "shared", "wait_ms": 60001}, ctx(5))
-    for bad_limits in ({"nope": 1}, {"min_ttl_ms": 10**6}, {"max_sessions": 0}, {}):
+    for bad_limits in ({"nope": 1}, {"min_ttl_ms": 4_000_000}, {"min_ttl_ms": 100}, {"max_wait_ms": 61_000}, {"max_sessions": 0}, {}):
         with pytest.raises(InvalidRequest):
             m.apply({"op": "set_limits", "limits": bad_limits}, ctx(6))
     blob = m.snapshot()
