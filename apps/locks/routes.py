@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from apps.counter.routes import CONSISTENCY_SCHEMA, NAME_SCHEMA
+from apps.counter.routes import CONSISTENCY_SCHEMA, NAME_SCHEMA, _get_needs_leader as _read_needs_leader, _write
 from apps.locks.machine import MAX_TTL_MS, MAX_WAIT_MS, MIN_TTL_MS, MODES
 from consensus.errors import Indeterminate, LockHeld, SessionNotFound
 from consensus.node import Consistency
@@ -114,14 +114,6 @@ async def wait_for_waiter(call: Call, waiter: int, index: int, deadline: float) 
 
 def _consistency(call: Call) -> Consistency:
     return Consistency(call.query.get("consistency", Consistency.LINEARIZABLE.value))
-
-
-def _read_needs_leader(call: Call) -> bool:
-    return call.query.get("consistency", "linearizable") == "linearizable"
-
-
-def _write(call: Call) -> bool:
-    return True
 
 
 def routes() -> list[Route]:
