@@ -193,5 +193,5 @@ def routes() -> list[Route]:
         Route("PUT", "/v1/kv-settings", _put_settings, "putKVSettings",
               "change settings: max_keys, max_bytes (keys plus values), watch_window (events kept for watch)",
               tag="kv", body=dict(obj(SETTINGS_PROPERTIES), minProperties=1), response=SETTINGS_SCHEMA,
-              mutating=True, on_leader=_write, errors=(400,)),
+              mutating=True, on_leader=_write, errors=(400, 409)),
     ]
