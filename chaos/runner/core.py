@@ -229,8 +229,6 @@ async def _drive(run: _Run, cluster: Any) -> None:
     endpoints = list(cluster.endpoints)
     for node in cluster.nodes:
         run.names[normalize_url(node.http)] = node.name
-    for link in getattr(cluster, "http_links", ()):  # a follower's leader hint names its own proxy
-        run.names[normalize_url(link.url)] = link.target
     await cluster.wait_for_leader(30)
     gen = run.workload.generator(derive_rng(run.seed, "generator"))
     pacer = Pacer(derive_rng(run.seed, "pacer"), config.rate)
