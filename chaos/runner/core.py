@@ -115,11 +115,12 @@ class _Run:
 
     # -- clients ---------------------------------------------------------------------------
 
-    async def one_op(self, client: _TracingClient, process: int, spec: OpSpec, timeout: float) -> str:
+    async def one_op(self, client: _TracingClient, process: int, spec: OpSpec, timeout: float,
+                     state: Any = None) -> str:
         """Invoke one op, record invoke and completion, return the completion type."""
         self.recorder.record("invoke", process, spec.f, spec.value)
         try:
-            outcome = await asyncio.wait_for(self.workload.invoke(client, spec.f, spec.value), timeout + 2.0)
+            outcome = await asyncio.wait_for(self.workload.invoke(client, spec.f, spec.value, state), timeout + 2.0)
             kind, value, extra = outcome.type, outcome.value, outcome.extra
         except asyncio.TimeoutError:
             kind, value, extra = "info", None, {"error": "timeout"}
@@ -134,16 +135,30 @@ class _Run:
         process = slot
         client = _TracingClient(endpoints, timeout=self.config.op_timeout, rng=derive_rng(self.seed, f"client-{slot}"))
         async with client:
-            while not stop.is_set():
-                delay = pacer.next_slot(time.monotonic()) - time.monotonic()
-                if delay > 0:
-                    with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(stop.wait(), delay)
-                if stop.is_set():
-                    break
-                if await self.one_op(client, process, next(gen), self.config.op_timeout) == "info":
-                    process = self.next_process  # its op may still be in flight: it never issues again
-                    self.next_process += 1
+            state = self.workload.new_process()
+            try:
+                while not stop.is_set():
+                    delay = pacer.next_slot(time.monotonic()) - time.monotonic()
+                    if delay > 0:
+                        with contextlib.suppress(asyncio.TimeoutError):
+                            await asyncio.wait_for(stop.wait(), delay)
+                    if stop.is_set():
+                        break
+                    spec = self.workload.next_op(gen, state)
+                    if await self.one_op(client, process, spec, self.config.op_timeout, state) == "info":
+                        process = self.next_process  # its op may still be in flight: it never issues again
+                        self.next_process += 1
+                        await self.end_process(client, state)
+                        state = self.workload.new_process()
+            finally:
+                await self.end_process(client, state)
+
+    async def end_process(self, client: _TracingClient, state: Any) -> None:
+        """Let the workload release what an ended process held (a lock session), within the op timeout."""
+        if state is None:
+            return
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.workload.end_process(client, state), self.config.op_timeout + 2.0)
 
     async def final_reads(self, endpoints: list[str]) -> None:
         """Read every key once more after recovery, each by a fresh process, retrying on failure."""

@@ -63,7 +63,7 @@ class RegisterWorkload(Workload):
     def generator(self, rng: random.Random) -> Iterator[OpSpec]:
         return register_ops(rng, keys=self.keys, ops_per_key=self.ops_per_key)
 
-    async def invoke(self, client: Client, f: str, value: Any) -> Outcome:
+    async def invoke(self, client: Client, f: str, value: Any, state: Any = None) -> Outcome:
         key, arg = value
         counters, name = CounterClient(client), counter_name(key)
         try:
