@@ -16,6 +16,7 @@
     │   └── Overloaded             the node is at its connection or request cap    (definite)
     ├── Rejected(reason)           the state machine refused it                    (definite)
     │   ├── LockHeld               the lock is held and the wait ran out           (definite)
+    │   ├── LockNotHeld            a release by a session not holding that token   (definite)
     │   ├── RevisionMismatch       a compare on a revision failed                  (definite)
     │   └── QuotaExceeded          an app quota (keys, counters, sessions) is full (definite)
     ├── SessionExpired             the client session expired or was evicted       (definite)
@@ -172,6 +173,12 @@ class LockHeld(Rejected):
     code = "lock_held"
 
 
+class LockNotHeld(Rejected):
+    """A release named a lock the session does not hold with that token (released, expired, wrong token)."""
+
+    code = "lock_not_held"
+
+
 class RevisionMismatch(Rejected):
     """A compare on a revision failed; ``detail`` is the key's current state (or None)."""
 
@@ -255,6 +262,7 @@ __all__ = [
     "Compacted",
     "Overloaded",
     "LockHeld",
+    "LockNotHeld",
     "RevisionMismatch",
     "QuotaExceeded",
     "SessionExpired",

@@ -23,6 +23,7 @@ ENTRY_POINT_GROUP = "raftwork.apps"
 BUILTIN_APPS: dict[str, str] = {
     "counter": "apps.counter:APP",
     "kv": "apps.kv:APP",
+    "locks": "apps.locks:APP",
 }
 
 

@@ -24,7 +24,7 @@ ERROR_SCHEMA: Schema = {
             "properties": {
                 "code": {"type": "string", "description": "the error's code; see the error table of docs/http.md "
                          "(invalid_request, not_found, unauthorized, method_not_allowed, payload_too_large, rejected, "
-                         "not_leader, unavailable, overloaded, indeterminate, internal, and the apps' own codes)"},
+                         "not_leader, unavailable, overloaded, indeterminate, internal, and the apps' own codes: lock_held, lock_not_held, session_not_found, quota_exceeded, key_not_found, revision_mismatch, compacted)"},
                 "message": {"type": "string"},
                 "definite": {"type": "boolean", "description": "true: nothing changed; false: the outcome is unknown"},
                 "leader": {"type": "string", "nullable": True, "description": "Raft id of the leader, if known"},
