@@ -233,6 +233,8 @@ def _make_kv(init: Any) -> Model:
     inner = _register_compile("kv", True)
 
     def compile_(inp: tuple[str, Any], out: Any) -> Callable[[State], State]:
+        if inp[0] == "delete":  # the key is absent again: it reads as nil
+            return lambda s: None
         return inner((inp[0], _second(inp[1])), _second(out))
 
     def init_for(key: Any) -> State:
@@ -241,7 +243,7 @@ def _make_kv(init: Any) -> Model:
     return Model(name="kv", init=init_for, step=_step_from_compile(compile_), partition=_kv_partition,
                  compile=compile_, prunable=lambda calls: _register_prunable(calls, _second),
                  read_only=_register_read_only,
-                 init_value=init, doc="a cas-register per key; values are [key, v]")
+                 init_value=init, doc="a cas-register per key (delete: nil again); values are [key, v]")
 
 
 def _make_kv_append(init: Any) -> Model:
