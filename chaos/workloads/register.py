@@ -15,7 +15,7 @@ every per-key history small enough to check quickly.
 from __future__ import annotations
 
 import random
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from chaos.checker import check_linearizable, make_model, stats
 from chaos.history import Op
@@ -35,25 +35,33 @@ def as_int(text: str | None) -> int | None:
     return None if text is None else int(text)
 
 
-def register_ops(rng: random.Random, *, keys: int = 3, ops_per_key: int = 200) -> Iterator[OpSpec]:
-    """Yield register ops forever, a pure function of ``rng``."""
+def independent_keys(rng: random.Random, pick: Callable[[random.Random, int], OpSpec], *, keys: int,
+                     ops_per_key: int) -> Iterator[OpSpec]:
+    """Yield ops on ``keys`` keys in use at a time, each retired after ``ops_per_key`` ops for a
+    fresh one; ``pick(rng, key)`` makes each op. A pure function of ``rng``."""
     active = list(range(keys))
     used = [0] * keys
     fresh = keys
     while True:
         slot = rng.randrange(keys)
-        key = active[slot]
-        f = rng.choice(("read", "write", "cas"))
-        if f == "read":
-            value: Any = [key, None]
-        elif f == "write":
-            value = [key, rng.randrange(VALUES)]
-        else:
-            value = [key, [rng.randrange(VALUES), rng.randrange(VALUES)]]
-        yield OpSpec(f, value)
+        yield pick(rng, active[slot])
         used[slot] += 1
         if used[slot] >= ops_per_key:
             active[slot], used[slot], fresh = fresh, 0, fresh + 1
+
+
+def _register_op(rng: random.Random, key: int) -> OpSpec:
+    f = rng.choice(("read", "write", "cas"))
+    if f == "read":
+        return OpSpec(f, [key, None])
+    if f == "write":
+        return OpSpec(f, [key, rng.randrange(VALUES)])
+    return OpSpec(f, [key, [rng.randrange(VALUES), rng.randrange(VALUES)]])
+
+
+def register_ops(rng: random.Random, *, keys: int = 3, ops_per_key: int = 200) -> Iterator[OpSpec]:
+    """Yield register ops forever, a pure function of ``rng``."""
+    return independent_keys(rng, _register_op, keys=keys, ops_per_key=ops_per_key)
 
 
 def final_reads(history: Sequence[Op]) -> list[OpSpec]:
@@ -63,26 +71,30 @@ def final_reads(history: Sequence[Op]) -> list[OpSpec]:
     return [OpSpec("read", [k, None]) for k in keys]
 
 
-class RegisterWorkload(Workload):
-    name = "register"
-    description = "per-key read / write / cas (get, then put on the revision) on the config store; kv model"
+class KeyedRegisters(Workload):
+    """A workload of int registers on independent config-store keys, checked per key by the
+    ``kv`` model, every key starting absent; subclasses give the ops and how to run them."""
+
     model = "kv"
     init = None
     apps = ("kv",)
+    ops: tuple[str, ...] = ("read", "write")
 
     def __init__(self, keys: int = 3, ops_per_key: int = 200, **options: Any) -> None:
         super().__init__(keys=keys, ops_per_key=ops_per_key, **options)
         self.keys = keys
         self.ops_per_key = ops_per_key
 
-    def generator(self, rng: random.Random) -> Iterator[OpSpec]:
-        return register_ops(rng, keys=self.keys, ops_per_key=self.ops_per_key)
+    def key_name(self, key: int) -> str:
+        raise NotImplementedError
 
     async def invoke(self, client: Client, f: str, value: Any, state: Any = None) -> Outcome:
         from apps.kv import KVClient  # imported late: the workload's pure parts do not need the app
 
+        if f not in self.ops:
+            raise ValueError(f"{self.name} workload has no op {f!r}")
         key, arg = value
-        kv, name = KVClient(client), register_key(key)
+        kv, name = KVClient(client), self.key_name(key)
         try:
             if f == "read":
                 found = await kv.get(name, consistency=self.read_consistency)
@@ -90,14 +102,35 @@ class RegisterWorkload(Workload):
             if f == "write":
                 await kv.put(name, str(arg))
                 return ok([key, arg])
-            if f == "cas":
-                return await self._cas(kv, name, key, arg)
+            return await self.other_op(kv, f, name, key, arg)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a fail or an info op
             return classify_error(exc)
-        raise ValueError(f"register workload has no op {f!r}")
 
-    async def _cas(self, kv: Any, name: str, key: int, arg: list[int]) -> Outcome:
-        old, new = arg
+    async def other_op(self, kv: Any, f: str, name: str, key: int, arg: Any) -> Outcome:
+        """Run one of ``ops`` other than read and write on key ``name`` (``key`` in the op's value)."""
+        raise NotImplementedError
+
+    def final_ops(self, history: Sequence[Op]) -> list[OpSpec]:
+        return final_reads(history)
+
+    def check(self, history: Sequence[Op], *, timeout: float | None = None) -> dict[str, CheckResult]:
+        linear = check_linearizable(history, make_model(self.model, init=self.init), timeout=timeout)
+        return {"linear": linear, "stats": stats(history)}
+
+
+class RegisterWorkload(KeyedRegisters):
+    name = "register"
+    description = "per-key read / write / cas (get, then put on the revision) on the config store; kv model"
+    ops = ("read", "write", "cas")
+
+    def generator(self, rng: random.Random) -> Iterator[OpSpec]:
+        return register_ops(rng, keys=self.keys, ops_per_key=self.ops_per_key)
+
+    def key_name(self, key: int) -> str:
+        return register_key(key)
+
+    async def other_op(self, kv: Any, f: str, name: str, key: int, arg: Any) -> Outcome:
+        old, new = arg  # the only other op: cas
         try:
             found = await kv.get(name)  # linearizable: the revision the put is conditioned on
         except Exception as exc:  # noqa: BLE001 - a read changed nothing, whatever became of it
@@ -107,10 +140,3 @@ class RegisterWorkload(Workload):
             return Outcome("fail", None, {"error": "cas_mismatch", "current": current})
         await kv.put(name, str(new), prev_revision=found.mod_revision)  # RevisionMismatch: a definite fail
         return ok([key, [old, new]])
-
-    def final_ops(self, history: Sequence[Op]) -> list[OpSpec]:
-        return final_reads(history)
-
-    def check(self, history: Sequence[Op], *, timeout: float | None = None) -> dict[str, CheckResult]:
-        linear = check_linearizable(history, make_model(self.model, init=self.init), timeout=timeout)
-        return {"linear": linear, "stats": stats(history)}
