@@ -5,7 +5,8 @@ cluster takes to serve again after the final heal.
 the leader agreed just before it (``leader``, recorded by the runner). A fault loses the leader
 when it kills, pauses or restarts that node, moves leadership (restart-follower), or cuts the
 leader off from a majority. Its stall is the time from the fault's start until the first ``ok``
-completion of a client op invoked after the start: how long a client that arrived then waited.
+completion of a client op invoked after the start and answered by a node (the lock workload's
+fenced writes never reach the cluster): how long a client that arrived then waited.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def leader_loss_stalls(history: Sequence[Op]) -> list[float]:
                 continue
             if later.type == "invoke":
                 invoked_after.add(later.process)
-            elif later.type == "ok" and later.process in invoked_after:
+            elif later.type == "ok" and later.process in invoked_after and later.node is not None:
                 stalls.append((later.time - began) / 1e9)
                 break
     return stalls

@@ -122,6 +122,7 @@ class _Run:
                      state: Any = None) -> str:
         """Invoke one op, record invoke and completion, return the completion type."""
         self.recorder.record("invoke", process, spec.f, spec.value)
+        client.last_endpoint = None  # an op that sends no request (the lock's fenced write) names no node
         try:
             # A stateless workload's invoke may take three arguments (written before process state).
             invoke = (self.workload.invoke(client, spec.f, spec.value) if state is None

@@ -10,8 +10,10 @@ from chaos.runner.availability import availability, leader_loss_stalls, loses_le
 S = 1_000_000_000
 
 
-def op(i, type_, process, f, value=None, t=0, **extra):
-    return Op(index=i, type=type_, process=process, f=f, value=value, time=int(t * S), extra=extra)
+def op(i, type_, process, f, value=None, t=0, node=None, **extra):
+    if type_ == "ok" and isinstance(process, int) and node is None:
+        node = "n2"
+    return Op(index=i, type=type_, process=process, f=f, value=value, time=int(t * S), node=node or None, extra=extra)
 
 
 def start(f, value, leader, members=("n1", "n2", "n3")):
@@ -45,6 +47,8 @@ def test_the_stall_runs_from_the_fault_to_the_first_ok_of_an_op_invoked_after_it
         op(4, "invoke", 1, "read", t=1.5),
         op(5, "info", 1, "read", t=3.0),
         op(6, "invoke", 2, "read", t=3.0),
+        op(61, "invoke", 3, "write", t=3.1),
+        op(62, "ok", 3, "write", t=3.2, node=""),  # no node answered it (a local fenced write): no end
         op(7, "ok", 2, "read", 0, t=3.5),
         op(8, "invoke", "nemesis", "start", t=5.0),
         op(9, "info", "nemesis", "kill", {"target": "one", "nodes": ["n3"]}, t=5.0, phase="start", leader="n2",
