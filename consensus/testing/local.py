@@ -56,9 +56,10 @@ class PortTaken(ClusterError):
 
 @dataclass(frozen=True)
 class NodeSpec:
-    """One planned node. ``peers`` maps every member's Raft address to the HTTP URL *this* node
-    uses to reach it (its forwarding view); ``dial_routes`` maps a peer's Raft address to the
-    ``host:port`` this node dials instead (e.g. a proxy)."""
+    """One planned node. ``peers`` maps every member's Raft address to its HTTP URL (as clients
+    reach it); ``dial_routes`` maps a peer's Raft address to the ``host:port`` this node dials
+    instead (e.g. a proxy); ``forward_routes`` maps a peer's Raft address to the URL this node
+    sends forwarded HTTP requests to instead (e.g. a proxy)."""
 
     name: str
     raft: str
@@ -67,6 +68,7 @@ class NodeSpec:
     log: Path
     peers: Mapping[str, str]
     dial_routes: Mapping[str, str] = field(default_factory=dict)
+    forward_routes: Mapping[str, str] = field(default_factory=dict)
     apps: tuple[str, ...] = ("counter",)
     token_file: Path | None = None
     log_level: str = "info"
@@ -86,6 +88,8 @@ class NodeSpec:
             argv += ["--token-file", str(self.token_file)]
         for peer, target in sorted(self.dial_routes.items()):
             argv += ["--dial-route", f"{peer}={target}"]
+        for peer, url in sorted(self.forward_routes.items()):
+            argv += ["--forward-route", f"{peer}={url}"]
         return argv + list(self.extra_args)
 
 
@@ -388,9 +392,12 @@ async def start_with_retries(plan: Callable[[], Sequence[NodeSpec]], attempts: i
 
 
 def replace_views(spec: NodeSpec, *, peers: Mapping[str, str] | None = None,
-                  dial_routes: Mapping[str, str] | None = None) -> NodeSpec:
-    """Return ``spec`` with a new forwarding view and/or dial routes (for proxied links)."""
+                  dial_routes: Mapping[str, str] | None = None,
+                  forward_routes: Mapping[str, str] | None = None) -> NodeSpec:
+    """Return ``spec`` with new peer URLs, dial routes and/or forward routes (for proxied links)."""
     changes: dict[str, Any] = {}
+    if forward_routes is not None:
+        changes["forward_routes"] = dict(forward_routes)
     if peers is not None:
         changes["peers"] = dict(peers)
     if dial_routes is not None:
