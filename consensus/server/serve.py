@@ -25,7 +25,7 @@ from consensus.engine import EngineStartError, is_loopback
 from consensus.errors import ConsensusError
 from consensus.node import Node, NodeConfig
 from consensus.server.app import QuietParseErrors, Server, ServerConfig
-from consensus.server.apps import available_apps, load_apps, machines_for
+from consensus.server.apps import DEFAULT_APPS, available_apps, load_apps, machines_for
 from consensus.server.listener import Limits, start_site
 
 log = logging.getLogger("consensus.serve")
@@ -277,7 +277,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--http", required=True, metavar="HOST:PORT", help="where to serve HTTP")
     p.add_argument("--advertise-http", metavar="URL", help="this node's HTTP URL as others reach it (default http://HTTP)")
     p.add_argument("--data-dir", required=True, metavar="DIR", help="journal and snapshots live here")
-    p.add_argument("--apps", default="counter", metavar="A,B", help=f"apps to serve (default counter; available: {', '.join(available_apps())})")
+    p.add_argument("--apps", default=",".join(DEFAULT_APPS), metavar="A,B", help=f"apps to serve (default {','.join(DEFAULT_APPS)}; available: {', '.join(available_apps())})")
     p.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop",
                    help="the event loop: uvloop (default; asyncio's if uvloop is missing) or asyncio")
     p.add_argument("--forward", choices=["engine", "http"], default="engine",

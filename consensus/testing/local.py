@@ -4,7 +4,7 @@
 
     from consensus.testing.local import LocalCluster, plan_nodes
 
-    async with LocalCluster(plan_nodes(3, tmp_path)) as c:     # free ports, apps=("counter",)
+    async with LocalCluster(plan_nodes(3, tmp_path)) as c:     # free ports, apps counter, locks, kv
         leader = await c.wait_for_leader()                     # "n2"
         await c.kill(leader); await c.restart(leader)          # SIGKILL by PID; same argv
         await c.pause("n1"); await c.resume("n1")              # SIGSTOP / SIGCONT
@@ -36,6 +36,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import aiohttp
 
+from consensus.server.apps import DEFAULT_APPS
 from consensus.testing.procs import HOST, NodeProcess, last_line, pick_ports
 
 __all__ = ["ClusterError", "PortTaken", "NodeSpec", "NodeInfo", "LocalCluster", "plan_nodes", "agreed_leader",
@@ -69,7 +70,7 @@ class NodeSpec:
     peers: Mapping[str, str]
     dial_routes: Mapping[str, str] = field(default_factory=dict)
     forward_routes: Mapping[str, str] = field(default_factory=dict)
-    apps: tuple[str, ...] = ("counter",)
+    apps: tuple[str, ...] = DEFAULT_APPS
     token_file: Path | None = None
     log_level: str = "info"
     extra_args: tuple[str, ...] = ()
@@ -104,7 +105,7 @@ class NodeInfo:
     log: Path
 
 
-def plan_nodes(n: int, data_dir: Path | str, *, apps: Sequence[str] = ("counter",),
+def plan_nodes(n: int, data_dir: Path | str, *, apps: Sequence[str] = DEFAULT_APPS,
                raft_ports: Sequence[int] | None = None, http_ports: Sequence[int] | None = None,
                rng: random.Random | None = None, **options: Any) -> list[NodeSpec]:
     """Plan ``n`` nodes named n1..nN under ``data_dir`` (``nI/`` data, ``nI.log`` log), every
