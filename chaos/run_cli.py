@@ -18,6 +18,7 @@ from chaos import store
 from chaos.history import MISSING, HistoryError, load
 from chaos.nemesis import NEMESES
 from chaos.runner import NEMESIS_NAMES, ConfigError, RunResults, TestConfig, check_history, parse_concurrency, run_test
+from chaos.runner.availability import availability
 from chaos.runner.checks import faults_check, logs_check
 from chaos.runner.results import Stored
 from chaos.verdict import EXIT_CRASHED, CheckResult, worst_exit
@@ -98,8 +99,20 @@ def _interval(text: str) -> tuple[float, float]:
     return parts[0], parts[1]
 
 
-def _common(p: argparse.ArgumentParser, time_limit: float) -> None:
-    p.add_argument("--nodes", type=_positive(int), default=3, help="cluster size (default 3)")
+def _node_counts(text: str) -> list[int]:
+    parse = _positive(int)
+    counts = [parse(t.strip()) for t in text.split(",") if t.strip()]
+    if not counts:
+        raise argparse.ArgumentTypeError("give at least one cluster size")
+    return counts
+
+
+def _common(p: argparse.ArgumentParser, time_limit: float, *, matrix: bool = False) -> None:
+    if matrix:
+        p.add_argument("--nodes", type=_node_counts, default=[3], metavar="N[,N...]",
+                       help="cluster sizes, a comma list: each run once per size (default 3)")
+    else:
+        p.add_argument("--nodes", type=_positive(int), default=3, help="cluster size (default 3)")
     p.add_argument("--time-limit", type=_positive(float), default=time_limit, metavar="S",
                    help=f"seconds of client load (default {time_limit:g})")
     p.add_argument("--concurrency", type=_concurrency, default="2n", help="client processes: an int or '2n' (default 2n)")
@@ -143,7 +156,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--workloads", type=_list_of(_workload), default=list(WORKLOADS), help="comma-separated workloads")
     p.add_argument("--nemeses", type=_list_of(_nemesis), default=None,
                    help=f"comma-separated nemeses (default: {','.join(NEMESIS_NAMES)})")
-    _common(p, TEST_ALL_TIME_LIMIT)
+    _common(p, TEST_ALL_TIME_LIMIT, matrix=True)
     p.set_defaults(func=run_all)
 
     p = subparsers.add_parser("analyze", help="re-check a stored run",
@@ -158,8 +171,8 @@ def register(subparsers: Any) -> None:
 
 
 def _config(args: argparse.Namespace, workload: str, nemesis: str, name: str | None = None,
-            seed: int | None = None) -> TestConfig:
-    return TestConfig(workload=workload, nemesis=nemesis, nodes=args.nodes, time_limit=args.time_limit,
+            seed: int | None = None, nodes: int | None = None) -> TestConfig:
+    return TestConfig(workload=workload, nemesis=nemesis, nodes=nodes or args.nodes, time_limit=args.time_limit,
                       concurrency=args.concurrency, rate=args.rate, seed=seed, store=args.store,
                       toxiproxy=args.toxiproxy, name=name, op_timeout=args.op_timeout, recovery=args.recovery,
                       checker_timeout=args.checker_timeout, nemesis_interval=args.nemesis_interval,
@@ -213,28 +226,39 @@ def run_all(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | N
     try:
         for workload in args.workloads:
             for nemesis in nemeses:
-                for seed in _seeds(args):
-                    print(f"=== {workload} x {nemesis}", file=err, flush=True)
-                    code, results, run_dir = _run(_config(args, workload, nemesis, seed=seed), out, err, "test-all")
-                    rows.append((f"{workload}-{nemesis}", code, results, run_dir))
+                for nodes in args.nodes:
+                    for seed in _seeds(args):
+                        print(f"=== {workload} x {nemesis} x {nodes} nodes", file=err, flush=True)
+                        config = _config(args, workload, nemesis, seed=seed, nodes=nodes)
+                        code, results, run_dir = _run(config, out, err, "test-all")
+                        rows.append((f"{workload}-{nemesis}", nodes, code, results, run_dir))
     except ConfigError as exc:
         print(f"chaos test-all: error: {exc}", file=err)
         return 2
     print(_table(rows, args.time_limit), file=out)
-    return worst_exit([r[1] for r in rows])
+    return worst_exit([r[2] for r in rows])
 
 
-def _table(rows: list[tuple[str, int, RunResults | None, Path | None]], time_limit: float) -> str:
-    header = ["TEST", "VERDICT", "OPS", "OPS/S", "OK", "FAIL", "INFO", "INFO%", "RUN"]
+def _seconds(value: Any) -> str:
+    return f"{value:.2f}" if isinstance(value, (int, float)) else "-"
+
+
+def _table(rows: list[tuple[str, int, int, RunResults | None, Path | None]], time_limit: float) -> str:
+    """Return test-all's summary: per run its verdict, op counts and rate, share of info ops,
+    median client stall per leader loss (with how many losses) and seconds until the cluster
+    served again after the final heal."""
+    header = ["TEST", "NODES", "VERDICT", "OPS", "OPS/S", "OK", "FAIL", "INFO", "INFO%", "STALL-S", "LOSSES", "RECOVER-S", "RUN"]
     body = []
-    for name, code, results, run_dir in rows:
+    for name, nodes, code, results, run_dir in rows:
         counts = results.counts if results is not None else {}
+        avail = (results.extra.get("availability") if results is not None else None) or {}
         t = counts.get("by_type", {})
         done = sum(t.values())
         verdict = "CRASHED" if code == EXIT_CRASHED or results is None else str(results.valid)
-        body.append([name, verdict, str(counts.get("invokes", "-")), f"{done / time_limit:.1f}" if done else "-",
+        body.append([name, str(nodes), verdict, str(counts.get("invokes", "-")), f"{done / time_limit:.1f}" if done else "-",
                      str(t.get("ok", "-")), str(t.get("fail", "-")), str(t.get("info", "-")),
-                     f"{100 * t.get('info', 0) / done:.1f}" if done else "-", str(run_dir or "-")])
+                     f"{100 * t.get('info', 0) / done:.1f}" if done else "-", _seconds(avail.get("median_stall_s")),
+                     str(avail.get("leader_losses", "-")), _seconds(avail.get("recovery_s")), str(run_dir or "-")])
     widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header, *body])
 
@@ -264,6 +288,8 @@ def analyze(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | N
         crashed = stored.get("crashed") if isinstance(stored.get("crashed"), str) else None
         results = check_history(workload, loaded.ops, test=config.test_name, nemesis=config.nemesis, seed=config.seed,
                                 timeout=config.checker_timeout, run_checks=checks, crashed=crashed)
+        recovery = (stored.get("availability") or {}).get("recovery_s")  # measured on the live cluster
+        results.extra["availability"] = availability(loaded.ops, recovery).to_dict()
     except (store.StoreError, HistoryError, UnknownWorkload) as exc:
         print(f"chaos analyze: {exc}", file=err)
         return EXIT_CRASHED

@@ -19,6 +19,8 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "consensus.server.local_cluster",
     "consensus.client.commands",
     "consensus.bench",
+    "apps.locks.cli",  # apps' commands are named here as strings, imported only when the CLI runs
+    "apps.kv.cli",  # imported when the parser is built, never by `import consensus`
 )
 
 

@@ -16,6 +16,7 @@
     │   └── Overloaded             the node is at its connection or request cap    (definite)
     ├── Rejected(reason)           the state machine refused it                    (definite)
     │   ├── LockHeld               the lock is held and the wait ran out           (definite)
+    │   ├── LockNotHeld            a release by a session not holding that token   (definite)
     │   ├── RevisionMismatch       a compare on a revision failed                  (definite)
     │   └── QuotaExceeded          an app quota (keys, counters, sessions) is full (definite)
     ├── SessionExpired             the client session expired or was evicted       (definite)
@@ -172,10 +173,21 @@ class LockHeld(Rejected):
     code = "lock_held"
 
 
+class LockNotHeld(Rejected):
+    """A release named a lock the session does not hold with that token (released, expired, wrong token)."""
+
+    code = "lock_not_held"
+
+
 class RevisionMismatch(Rejected):
     """A compare on a revision failed; ``detail`` is the key's current state (or None)."""
 
     code = "revision_mismatch"
+
+    def to_dict(self) -> dict[str, Any]:
+        body = super().to_dict()
+        body["detail"] = self.detail  # null says "the key does not exist", so it is always there
+        return body
 
 
 class QuotaExceeded(Rejected):
@@ -250,6 +262,7 @@ __all__ = [
     "Compacted",
     "Overloaded",
     "LockHeld",
+    "LockNotHeld",
     "RevisionMismatch",
     "QuotaExceeded",
     "SessionExpired",

@@ -8,6 +8,7 @@ recorded before B's invoke. Each returns a frozen result with ``valid`` and ``to
 from __future__ import annotations
 
 from bisect import bisect_left
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Sequence
 
@@ -121,25 +122,32 @@ def check_counter(history: Sequence[Any], *, init: int = 0) -> CounterResult:
 
 @dataclass(frozen=True)
 class LockResult:
-    """``overlaps`` are pairs of holds that overlap in real time; ``token_errors`` are acquires
-    whose fencing token is not greater than a token granted before they began."""
+    """``overlaps``: a grant made while another grant certainly held the lock. ``token_errors``:
+    acquires whose fencing token is not greater than a token granted before they began, or
+    repeats one. ``fence_errors``: writes of a certain holder that the fenced register refused
+    (so it had seen a later token while that holder still held the lock)."""
 
     valid: Verdict
     acquires: int
+    definite_holds: int
     overlaps: tuple[dict[str, Any], ...]
     token_errors: tuple[dict[str, Any], ...]
+    fence_errors: tuple[dict[str, Any], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
         return _as_dict(self)
 
     def summary(self) -> str:
-        text = f"{_word(self.valid)} ({self.acquires} acquires, {len(self.overlaps)} overlapping holds, " \
-               f"{len(self.token_errors)} token errors)"
+        text = f"{_word(self.valid)} ({self.acquires} acquires, {self.definite_holds} certain holds, " \
+               f"{len(self.overlaps)} overlapping grants, {len(self.token_errors)} token errors, " \
+               f"{len(self.fence_errors)} fenced-off holders)"
         for o in self.overlaps[:3]:
             text += f"\n    two holders at once: {_where(o['first'])} and {_where(o['second'])}"
         for t in self.token_errors[:3]:
             text += f"\n    token {t['token']} not above earlier tokens: {_where(t['op'])}"
+        for e in self.fence_errors[:3]:
+            text += f"\n    a certain holder's write was fenced off: {_where(e['op'])}"
         return text
 
 
@@ -149,36 +157,58 @@ def _token(value: Any) -> Any:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def check_lock(history: Sequence[Any], *, end: int | None = None) -> LockResult:
-    """Check mutual exclusion and fencing tokens.
+def _holds(calls: Sequence[Call]) -> tuple[list[Call], list[tuple[int, int, Call]]]:
+    """Return the ok acquires, and the certain holds among them as ``(from, until, acquire)``.
 
-    A process certainly holds the lock from its acquire's ``ok`` until it invokes ``release``
-    (or the end of the history if it never does). Two such holds must not overlap. An ok
-    acquire's value (an int, or a map with ``token``) is its fencing token: it must exceed the
-    token of every acquire that completed before it was invoked.
+    A hold is certain from the acquire's ``ok`` until its process invokes ``release``, when that
+    release completes ``ok``: the service released the grant then, so it held it all along. A
+    grant whose release failed, crashed or never came may have been lost earlier (its session
+    expired) or kept later: only its acquire's own interval is known.
     """
-    calls = pair(history)
-    horizon = (max((c.ret or c.call) for c in calls) + 1 if calls else 0) if end is None else end
+    granted: list[Call] = []
     holds: list[tuple[int, int, Call]] = []
-    open_by_process: dict[Any, Call] = {}
+    current: dict[Any, Call] = {}
     for c in sorted(calls, key=lambda c: c.call):
         if c.f == "acquire" and not c.crashed:
-            open_by_process[c.process] = c
-        elif c.f == "release" and c.process in open_by_process:
-            held = open_by_process.pop(c.process)
-            holds.append((held.ret or 0, c.call, held))
-    holds.extend((c.ret or 0, horizon, c) for c in open_by_process.values())
-    holds.sort(key=lambda h: h[0])
-    overlaps = []
-    latest: tuple[int, int, Call] | None = None  # the hold reaching furthest so far
-    for hold in holds:
+            granted.append(c)
+            current[c.process] = c
+        elif c.f == "release" and c.process in current:
+            held = current.pop(c.process)
+            if not c.crashed:
+                holds.append((held.ret or 0, c.call, held))
+    return granted, holds
+
+
+def _overlaps(granted: Sequence[Call], holds: list[tuple[int, int, Call]]) -> list[dict[str, Any]]:
+    """Return the grants made while another grant certainly held the lock.
+
+    Two certain holds must not overlap; and an acquire whose whole interval lies inside another
+    grant's certain hold was granted while that one held the lock, certain hold or not.
+    """
+    found = []
+    latest: tuple[int, int, Call] | None = None  # the certain hold reaching furthest so far
+    for hold in sorted(holds, key=lambda h: h[0]):
         if latest is not None and hold[0] < latest[1]:
-            overlaps.append({"first": latest[2].completion, "second": hold[2].completion,
-                             "first_held_until": latest[1], "second_held_from": hold[0]})
+            found.append({"first": latest[2].completion, "second": hold[2].completion,
+                          "first_held_until": latest[1], "second_held_from": hold[0]})
         if latest is None or hold[1] > latest[1]:
             latest = hold
-    token_errors = []
-    acquired = sorted((c for c in calls if c.f == "acquire" and not c.crashed), key=lambda c: c.ret or 0)
+    certain = {id(h[2]) for h in holds}
+    for c in granted:
+        if id(c) in certain:
+            continue
+        for start, until, other in holds:
+            if start < c.call and (c.ret or 0) < until:
+                found.append({"first": other.completion, "second": c.completion,
+                              "first_held_until": until, "second_held_from": c.ret})
+                break
+    return found
+
+
+def _token_errors(granted: Sequence[Call]) -> list[dict[str, Any]]:
+    """Return grants whose token is not above every token granted before they were invoked, or repeats one."""
+    errors = []
+    acquired = sorted(granted, key=lambda c: c.ret or 0)
     done_pos = [c.ret or 0 for c in acquired]
     best_before: list[Any] = []
     best: Any = None
@@ -195,12 +225,59 @@ def check_lock(history: Sequence[Any], *, end: int | None = None) -> LockResult:
         n = bisect_left(done_pos, c.call)
         prior = best_before[n - 1] if n else None
         if prior is not None and token <= prior:
-            token_errors.append({"op": c.completion, "token": token, "earlier_token": prior})
+            errors.append({"op": c.completion, "token": token, "earlier_token": prior})
         elif token in seen:
-            token_errors.append({"op": c.completion, "token": token, "duplicate_of": seen[token].completion})
+            errors.append({"op": c.completion, "token": token, "duplicate_of": seen[token].completion})
         seen.setdefault(token, c)
-    return LockResult(valid=Verdict.of(not overlaps and not token_errors), acquires=len(acquired),
-                      overlaps=tuple(overlaps), token_errors=tuple(token_errors))
+    return errors
+
+
+def _fence_errors(history: Sequence[Any], holds: list[tuple[int, int, Call]]) -> list[dict[str, Any]]:
+    """Return fenced ``write`` ops refused (``fail`` with error ``fenced``) inside their own certain hold.
+
+    Positions count client ops as :func:`~chaos.history.pair` does. The write's value is
+    ``[token, v]``; a refusal means the register had seen a later token, granted to someone
+    else while this holder certainly still held the lock.
+    """
+    spans = {_token(h[2].output): (h[0], h[1]) for h in holds}
+    pending: dict[Any, tuple[int, Op]] = {}
+    errors, position = [], 0
+    for op in as_ops(history):
+        if not op.is_client:
+            continue
+        position += 1
+        if op.f != "write":
+            continue
+        if op.type == INVOKE:
+            pending[op.process] = (position, op)
+            continue
+        start, invoke = pending.pop(op.process, (None, op))
+        if op.type != FAIL or op.get("error") != "fenced" or start is None:
+            continue
+        token = invoke.value[0] if isinstance(invoke.value, (list, tuple)) and invoke.value else None
+        span = spans.get(token)
+        if span is not None and span[0] < start and position < span[1]:
+            errors.append({"op": op, "token": token, "held_from": span[0], "held_until": span[1]})
+    return errors
+
+
+def check_lock(history: Sequence[Any]) -> LockResult:
+    """Check mutual exclusion and fencing tokens of one exclusive lock (Jepsen's lock checks).
+
+    Ops: ``acquire`` (ok value: the fencing token, an int or a map with ``token``), ``release``,
+    and optionally ``write [token, v]`` to a fenced register (``fail`` with error ``fenced``
+    when the register refused the token). Real time is the order of the history. Invalid when a
+    grant is made while another grant certainly holds the lock (see :func:`_holds`), when a
+    token is not above every token granted before its acquire began, and when a certain holder's
+    write is fenced off.
+    """
+    ops = as_ops(history)
+    calls = pair(ops)
+    granted, holds = _holds(calls)
+    overlaps, tokens, fenced = _overlaps(granted, holds), _token_errors(granted), _fence_errors(ops, holds)
+    return LockResult(valid=Verdict.of(not overlaps and not tokens and not fenced), acquires=len(granted),
+                      definite_holds=len(holds), overlaps=tuple(overlaps), token_errors=tuple(tokens),
+                      fence_errors=tuple(fenced))
 
 
 # ---------------------------------------------------------------- set
@@ -249,8 +326,15 @@ def _key(x: Any) -> Any:
     return tuple(x) if isinstance(x, list) else x
 
 
-def check_set(history: Sequence[Any]) -> SetResult:
-    """Check a set history of ``add x`` and ``read -> [elements]`` operations."""
+def check_set(history: Sequence[Any], *, keyed: bool = False) -> SetResult:
+    """Check a set history of ``add x`` and ``read -> [elements]`` operations.
+
+    With ``keyed``, the history holds independent sets (Jepsen's independent keys): values are
+    ``[key, x]`` and ``[key, [elements]]``; each set is checked alone and the results are
+    merged, elements named ``(key, x)``.
+    """
+    if keyed:
+        return _check_sets(as_ops(history))
     calls = pair(history)
     adds = [c for c in calls if c.f == "add"]
     reads = sorted((c for c in calls if c.f == "read" and not c.crashed), key=lambda c: c.call)
@@ -284,6 +368,30 @@ def check_set(history: Sequence[Any]) -> SetResult:
     return SetResult(valid=Verdict.of(not lost and not unexpected), attempted=len(attempted), acknowledged=len(acked),
                      lost=_order(lost), unexpected=_order(unexpected), never_read=_order(never_read),
                      stale=_order(stale), recovered=_order(crashed & seen))
+
+
+def _check_sets(ops: Sequence[Op]) -> SetResult:
+    by_key: dict[Any, list[Op]] = {}
+    pending: dict[Any, Any] = {}  # process -> the key of its pending invoke
+    for op in ops:
+        if not op.is_client:
+            continue
+        keyed = isinstance(op.value, (list, tuple)) and len(op.value) == 2
+        if op.type == INVOKE:
+            pending[op.process] = _key(op.value[0]) if keyed else None
+        key = pending.get(op.process)
+        # An ok read's value is [key, elements]; a fail or info completion may carry the invoke's value.
+        by_key.setdefault(key, []).append(dataclasses.replace(op, value=op.value[1] if keyed else op.value))
+    results = {key: check_set(key_ops) for key, key_ops in by_key.items()}
+
+    def merged(name: str) -> tuple[Any, ...]:
+        return _order((key, x) for key, r in results.items() for x in getattr(r, name))
+
+    return SetResult(valid=Verdict.merge(r.valid for r in results.values()),
+                     attempted=sum(r.attempted for r in results.values()),
+                     acknowledged=sum(r.acknowledged for r in results.values()),
+                     lost=merged("lost"), unexpected=merged("unexpected"), never_read=merged("never_read"),
+                     stale=merged("stale"), recovered=merged("recovered"))
 
 
 # ---------------------------------------------------------------- stats, latency, rate

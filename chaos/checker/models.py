@@ -233,6 +233,8 @@ def _make_kv(init: Any) -> Model:
     inner = _register_compile("kv", True)
 
     def compile_(inp: tuple[str, Any], out: Any) -> Callable[[State], State]:
+        if inp[0] == "delete":  # the key is absent again: it reads as nil
+            return lambda s: None
         return inner((inp[0], _second(inp[1])), _second(out))
 
     def init_for(key: Any) -> State:
@@ -241,7 +243,7 @@ def _make_kv(init: Any) -> Model:
     return Model(name="kv", init=init_for, step=_step_from_compile(compile_), partition=_kv_partition,
                  compile=compile_, prunable=lambda calls: _register_prunable(calls, _second),
                  read_only=_register_read_only,
-                 init_value=init, doc="a cas-register per key; values are [key, v]")
+                 init_value=init, doc="a cas-register per key (delete: nil again); values are [key, v]")
 
 
 def _make_kv_append(init: Any) -> Model:
@@ -329,6 +331,14 @@ def _make_counter(init: Any) -> Model:
                  read_only=lambda inp, out: inp[0] == "read", init_value=init, doc="add n / read")
 
 
+_LOCK_OPS = ("acquire", "release")
+
+
+def _mutex_partition(calls: Sequence[Call]) -> dict[Any, list[Call]]:
+    # A lock workload's history also has its fenced writes; they are not the lock's operations.
+    return {None: [c for c in calls if c.f in _LOCK_OPS]}
+
+
 def _make_mutex(init: Any) -> Model:
     def compile_(inp: tuple[str, Any], out: Any) -> Callable[[State], State]:
         if inp[0] == "acquire":
@@ -338,28 +348,66 @@ def _make_mutex(init: Any) -> Model:
         raise _bad("mutex", inp)
 
     return Model(name="mutex", init=lambda key: bool(init), step=_step_from_compile(compile_), compile=compile_,
-                 describe_state=lambda s: "held" if s else "free", init_value=init, doc="acquire / release")
+                 partition=_mutex_partition, describe_state=lambda s: "held" if s else "free", init_value=init,
+                 doc="acquire / release (other ops, such as fenced writes, are left out)")
 
 
-def _make_set(init: Any) -> Model:
+def _set_compile(model: str, value_of: Callable[[Any], Any]) -> Callable[[tuple[str, Any], Any], Callable[[State], State]]:
     def compile_(inp: tuple[str, Any], out: Any) -> Callable[[State], State]:
-        f, value = inp
+        f, value = inp[0], value_of(inp[1])
         if f == "add":
             item = _freeze(value)
             return lambda s: s | {item}
         if f == "read":
             if out is UNKNOWN:
                 return lambda s: s
-            want = frozenset(_freeze(x) for x in (out or ()))
+            elements = value_of(out)
+            if elements is not None and not isinstance(elements, (list, tuple)):
+                raise _bad(model, inp)
+            want = frozenset(_freeze(x) for x in (elements or ()))
             return lambda s: s if s == want else ILLEGAL
-        raise _bad("set", inp)
+        raise _bad(model, inp)
 
+    return compile_
+
+
+def _set_prunable(value_of: Callable[[Any], Any]) -> Callable[[Sequence[Call]], set[int]]:
+    """Crashed reads change nothing; a crashed add of an element no read saw changes no read's
+    legality if it never happens, and only reads can tell, so it can go too."""
+
+    def prunable(calls: Sequence[Call]) -> set[int]:
+        seen: set[Any] = set()
+        for c in calls:
+            if c.f == "read" and c.ret is not None and isinstance(value_of(c.output), (list, tuple)):
+                seen.update(_freeze(x) for x in value_of(c.output))
+        return {c.id for c in calls if c.crashed and (c.f == "read" or
+                                                      (c.f == "add" and _freeze(value_of(c.input)) not in seen))}
+
+    return prunable
+
+
+def _describe_set(s: State) -> str:
+    return "{" + ", ".join(sorted(map(repr, s))) + "}"
+
+
+def _make_set(init: Any) -> Model:
+    compile_ = _set_compile("set", lambda v: v)
     return Model(name="set", init=lambda key: frozenset(_freeze(x) for x in (init or ())),
-                 step=_step_from_compile(compile_), compile=compile_,
-                 prunable=lambda calls: {c.id for c in calls if c.crashed and c.f == "read"},
-                 read_only=lambda inp, out: inp[0] == "read",
-                 describe_state=lambda s: "{" + ", ".join(sorted(map(repr, s))) + "}", init_value=init,
+                 step=_step_from_compile(compile_), compile=compile_, prunable=_set_prunable(lambda v: v),
+                 read_only=lambda inp, out: inp[0] == "read", describe_state=_describe_set, init_value=init,
                  doc="add x / read -> all elements")
+
+
+def _make_kv_set(init: Any) -> Model:
+    compile_ = _set_compile("kv-set", _second)
+
+    def init_for(key: Any) -> State:
+        return frozenset(_freeze(x) for x in (_init_for_key(init, key, None) or ()))
+
+    return Model(name="kv-set", init=init_for, step=_step_from_compile(compile_), partition=_kv_partition,
+                 compile=compile_, prunable=_set_prunable(_second), read_only=lambda inp, out: inp[0] == "read",
+                 describe_state=_describe_set, init_value=init,
+                 doc="a set per key; values are [key, x] for add and [key, [elements]] for read")
 
 
 def _make_queue(init: Any) -> Model:
@@ -392,6 +440,7 @@ MODELS: dict[str, Callable[[Any], Model]] = {
     "counter": _make_counter,
     "mutex": _make_mutex,
     "set": _make_set,
+    "kv-set": _make_kv_set,
     "queue": _make_queue,
 }
 

@@ -189,7 +189,7 @@ class ChaosCluster:
         self._http_links = await self._create_http_links(proxy_ports)
         specs = [replace_views(spec, dial_routes={link.upstream: link.listen for link in self._links.values()
                                                   if link.dialer == spec.name},
-                               peers=self._view_of(spec.name))
+                               forward_routes=self._forward_routes_of(spec.name))
                  for spec in specs]
         self.local = LocalCluster(specs)
         await self.local.start()  # stops its children itself if a node fails to come up
@@ -228,10 +228,13 @@ class ChaosCluster:
             links[(sender, target)] = HttpLink(sender, target, proxy, listen, upstream)
         return links
 
-    def _view_of(self, name: str) -> dict[str, str]:
-        """Return node ``name``'s forwarding view: every member's Raft address -> the URL it uses."""
-        return {self._raft[other]: self._http[other] if other == name else self._http_links[(name, other)].url
-                for other in self.names}
+    def _forward_routes_of(self, name: str) -> dict[str, str]:
+        """Return where node ``name`` forwards HTTP requests for each other member: its own proxy.
+
+        Only forwarding takes these routes; the URLs a node advertises to clients (``leader_url``,
+        ``X-Raft-Leader-Url``) stay the members' real ones, so clients, like Jepsen's control
+        node, reach every node directly and never through a node-to-node proxy."""
+        return {self._raft[other]: self._http_links[(name, other)].url for other in self.names if other != name}
 
     def _pair_proxies(self, pair: Pair) -> list[str]:
         """Every proxy between the two nodes of ``pair``: the Raft link and both forwarding links."""

@@ -6,9 +6,10 @@ Raft link: the dialer's ``--dial-route`` points at the proxy's listener, the pro
 the target's Raft port. Toxiproxy's ``upstream`` stream is dialer -> target, ``downstream`` is
 target -> dialer.
 
-HTTP: a follower forwards writes and linearizable reads to the leader's HTTP URL as it knows it
-(``--peers ADDR=URL``). Each node gets its own view: for every other node, the URL of a proxy
-``sender -> target`` whose upstream is the target's HTTP port. Requests flow on ``upstream``,
+HTTP: a follower relays requests to the leader over HTTP through its own route
+(``--forward-route ADDR=URL``): for every other node, the URL of a proxy ``sender -> target``
+whose upstream is the target's HTTP port; ``--peers`` keeps the real URLs, which nodes tell
+clients. Requests flow on ``upstream``,
 answers on ``downstream``. A partition of a pair cuts its Raft proxy and both HTTP proxies, so a
 partitioned node is cut off completely; clients still reach every node directly.
 """

@@ -24,6 +24,7 @@ from chaos import report, store
 from chaos.history import Op
 from chaos.nemesis import Nemesis, NemesisOp, NoNemesis, UnknownNemesis, make_nemesis
 from chaos.report.intervals import fault_label
+from chaos.runner.availability import availability
 from chaos.runner.checks import agreement_check, faults_check, logs_check
 from chaos.runner.config import Pacer, TestConfig, derive_rng, nemesis_schedule
 from chaos.runner.progress import Progress
@@ -67,7 +68,8 @@ class _TracingClient(Client):
 def _default_cluster(config: TestConfig, data_dir: Path) -> Any:
     from chaos.cluster import ChaosCluster  # imported late: the runner's pure parts do not need it
 
-    apps = make_workload(config.workload, **config.workload_options).apps
+    # The workload's apps, and the counter app, through which the restart-follower nemesis fills the log.
+    apps = tuple(dict.fromkeys([*make_workload(config.workload, **config.workload_options).apps, "counter"]))
     return ChaosCluster(n=config.nodes, apps=apps, data_dir=data_dir, toxiproxy_url=config.toxiproxy)
 
 
@@ -105,6 +107,7 @@ class _Run:
         self.cluster: Any = None
         self.run_checks: dict[str, CheckResult] = {}
         self.faulty = not isinstance(nemesis, NoNemesis)  # "none" schedules nothing and records nothing
+        self.recovery_seconds: float | None = None  # from the final heal until the cluster serves again
 
     def watch(self, run_dir: Path, data_dir: Path) -> None:
         """Note every node process seen so far in ``run_dir/cluster.json`` (for leak checks)."""
@@ -115,11 +118,16 @@ class _Run:
 
     # -- clients ---------------------------------------------------------------------------
 
-    async def one_op(self, client: _TracingClient, process: int, spec: OpSpec, timeout: float) -> str:
+    async def one_op(self, client: _TracingClient, process: int, spec: OpSpec, timeout: float,
+                     state: Any = None) -> str:
         """Invoke one op, record invoke and completion, return the completion type."""
         self.recorder.record("invoke", process, spec.f, spec.value)
+        client.last_endpoint = None  # an op that sends no request (the lock's fenced write) names no node
         try:
-            outcome = await asyncio.wait_for(self.workload.invoke(client, spec.f, spec.value), timeout + 2.0)
+            # A stateless workload's invoke may take three arguments (written before process state).
+            invoke = (self.workload.invoke(client, spec.f, spec.value) if state is None
+                      else self.workload.invoke(client, spec.f, spec.value, state))
+            outcome = await asyncio.wait_for(invoke, timeout + 2.0)
             kind, value, extra = outcome.type, outcome.value, outcome.extra
         except asyncio.TimeoutError:
             kind, value, extra = "info", None, {"error": "timeout"}
@@ -134,16 +142,30 @@ class _Run:
         process = slot
         client = _TracingClient(endpoints, timeout=self.config.op_timeout, rng=derive_rng(self.seed, f"client-{slot}"))
         async with client:
-            while not stop.is_set():
-                delay = pacer.next_slot(time.monotonic()) - time.monotonic()
-                if delay > 0:
-                    with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(stop.wait(), delay)
-                if stop.is_set():
-                    break
-                if await self.one_op(client, process, next(gen), self.config.op_timeout) == "info":
-                    process = self.next_process  # its op may still be in flight: it never issues again
-                    self.next_process += 1
+            state = self.workload.new_process()
+            try:
+                while not stop.is_set():
+                    delay = pacer.next_slot(time.monotonic()) - time.monotonic()
+                    if delay > 0:
+                        with contextlib.suppress(asyncio.TimeoutError):
+                            await asyncio.wait_for(stop.wait(), delay)
+                    if stop.is_set():
+                        break
+                    spec = self.workload.next_op(gen, state)
+                    if await self.one_op(client, process, spec, self.config.op_timeout, state) == "info":
+                        process = self.next_process  # its op may still be in flight: it never issues again
+                        self.next_process += 1
+                        await self.end_process(client, state)
+                        state = self.workload.new_process()
+            finally:
+                await self.end_process(client, state)
+
+    async def end_process(self, client: _TracingClient, state: Any) -> None:
+        """Let the workload release what an ended process held (a lock session), within the op timeout."""
+        if state is None:
+            return
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.workload.end_process(client, state), self.config.op_timeout + 2.0)
 
     async def final_reads(self, endpoints: list[str]) -> None:
         """Read every key once more after recovery, each by a fresh process, retrying on failure."""
@@ -159,7 +181,15 @@ class _Run:
     # -- nemesis ---------------------------------------------------------------------------
 
     async def nemesis_op(self, phase: str, call: Any) -> Op:
-        """Record the nemesis's invoke, run ``call`` and record what it did (or its error)."""
+        """Record the nemesis's invoke, run ``call`` and record what it did (or its error).
+
+        A start also records the leader agreed just before it and the members, so the stall
+        after a leader loss can be told from the history (:mod:`chaos.runner.availability`)."""
+        about: dict[str, Any] = {}
+        if phase == "start":
+            about["members"] = list(getattr(self.cluster, "names", ()))
+            with contextlib.suppress(Exception):
+                about["leader"] = await asyncio.wait_for(self.cluster.leader(), 3.0)
         self.recorder.record("invoke", NEMESIS, phase, phase=phase)
         try:
             done = await call
@@ -168,7 +198,7 @@ class _Run:
             self.progress.say(f"nemesis {phase} failed: {error}")
             return self.recorder.record("info", NEMESIS, phase, None, phase=phase, error=error)
         f, value = (done.f, done.value) if isinstance(done, NemesisOp) else (phase, done)
-        return self.recorder.record("info", NEMESIS, f, _plain(value), phase=phase)
+        return self.recorder.record("info", NEMESIS, f, _plain(value), phase=phase, **about)
 
     async def nemesis_loop(self, cluster: Any, t0: float, done: asyncio.Event) -> None:
         """Start and stop faults on the seeded schedule; at the time limit (``done``) stop the
@@ -229,8 +259,6 @@ async def _drive(run: _Run, cluster: Any) -> None:
     endpoints = list(cluster.endpoints)
     for node in cluster.nodes:
         run.names[normalize_url(node.http)] = node.name
-    for link in getattr(cluster, "http_links", ()):  # a follower's leader hint names its own proxy
-        run.names[normalize_url(link.url)] = link.target
     await cluster.wait_for_leader(30)
     gen = run.workload.generator(derive_rng(run.seed, "generator"))
     pacer = Pacer(derive_rng(run.seed, "pacer"), config.rate)
@@ -260,8 +288,12 @@ async def _drive(run: _Run, cluster: Any) -> None:
         run.progress.phase = "healing"
         await _heal(run, cluster)
     run.progress.phase = "recovering"
-    run.progress.say(f"healed; recovering for {config.recovery:g}s")
-    await asyncio.sleep(config.recovery)
+    started = time.monotonic()
+    with contextlib.suppress(Exception):
+        run.recovery_seconds = await _recovered(cluster, 60.0)
+        run.progress.say(f"healed; serving again after {run.recovery_seconds:.2f}s")
+    run.progress.say(f"recovering for {config.recovery:g}s")
+    await asyncio.sleep(max(0.0, config.recovery - (time.monotonic() - started)))
     with contextlib.suppress(Exception):
         await cluster.wait_for_leader(30)
     run.progress.phase = "final reads"
@@ -270,6 +302,23 @@ async def _drive(run: _Run, cluster: Any) -> None:
     agreement = await agreement_check(cluster, config.agreement_timeout)
     run.run_checks["replicas"] = agreement
     run.progress.say(f"replicas: {agreement.summary()}")
+
+
+async def _recovered(cluster: Any, timeout: float) -> float:
+    """Wait until the healed cluster serves again; return how long that took (seconds).
+
+    Serving again: one leader agreed by the nodes, and every node applied what that leader had
+    committed when it was found (caught up). Polls with a deadline; raises ``TimeoutError``."""
+    started = time.monotonic()
+    leader = await cluster.wait_for_leader(timeout)
+    target = ((await cluster.status(leader)) or {}).get("commit_index", 0)
+    while True:
+        statuses = await cluster.statuses()
+        if all(s is not None and s.get("last_applied", -1) >= target for s in statuses.values()):
+            return time.monotonic() - started
+        if time.monotonic() - started > timeout:
+            raise TimeoutError(f"nodes did not catch up to index {target} within {timeout:g}s")
+        await asyncio.sleep(0.05)
 
 
 async def _leave_running(run: _Run, cluster: Any) -> None:
@@ -336,6 +385,7 @@ def _finish(run: _Run, run_dir: Path, data_dir: Path, crashed: str | None) -> Ru
     timeout = run.config.checker_timeout if crashed is None else min(run.config.checker_timeout, 10.0)
     results = check_history(run.workload, run.recorder.ops, test=run.config.test_name, nemesis=run.config.nemesis,
                             seed=run.seed, timeout=timeout, run_checks=checks, crashed=crashed)
+    results.extra["availability"] = availability(run.recorder.ops, run.recovery_seconds).to_dict()
     store.write_json(run_dir / store.RESULTS, results.to_dict())
     if crashed is None:
         report.write_report(run_dir, run.recorder.ops, title=f"{run.config.test_name} {run_dir.name}")

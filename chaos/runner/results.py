@@ -103,6 +103,12 @@ class RunResults:
             lines.append(f"    {f:<8} ok {c.get('ok', 0):>5}  fail {c.get('fail', 0):>5}  info {c.get('info', 0):>5}")
         for name, check in self.checks.items():
             lines.append(f"  {name}: {check.summary()}")
+        avail = self.extra.get("availability") or {}
+        if avail.get("leader_losses"):
+            lines.append(f"  availability: {avail['leader_losses']} leader loss(es), median client stall "
+                         f"{avail['median_stall_s']:.2f}s")
+        if avail.get("recovery_s") is not None:
+            lines.append(f"  recovery: serving again {avail['recovery_s']:.2f}s after the final heal")
         if run_dir is not None:
             lines.append(f"  report: {run_dir}/ (results.json, timeline.html, latency-raw.png, rate.png, run.log)")
         return "\n".join(lines)

@@ -1,7 +1,9 @@
-"""Workloads: op generators, clients that record Jepsen ops, and their checkers.
+"""Workloads: op generators, clients that record Jepsen ops through the apps' typed clients, and
+their checkers.
 
-``make_workload(name)`` builds one. ``register`` and ``counter`` run on the counter app;
-``set``, ``lock`` and ``kv`` need apps that do not exist yet and are refused by name.
+``make_workload(name)`` builds one: ``register`` (config store, get / put / CAS on revisions),
+``counter`` (counter app), ``kv`` (config store, get / put / delete / txn), ``set`` (config-store
+keys under a prefix) and ``lock`` (lock service and a fenced register).
 """
 
 from __future__ import annotations
@@ -10,18 +12,21 @@ from typing import Any, Callable
 
 from chaos.workloads.base import CONSISTENCIES, OpSpec, Outcome, Workload, classify_error, ok
 from chaos.workloads.counter import CounterWorkload, counter_ops
+from chaos.workloads.kv import KvWorkload, kv_ops
+from chaos.workloads.lock import LockProcess, LockWorkload, lock_step
 from chaos.workloads.register import RegisterWorkload, register_ops
+from chaos.workloads.set import SetWorkload, set_ops
 
-__all__ = ["WORKLOADS", "PLANNED", "CONSISTENCIES", "Workload", "OpSpec", "Outcome", "ok", "classify_error", "make_workload",
-           "register_ops", "counter_ops", "RegisterWorkload", "CounterWorkload", "UnknownWorkload"]
+__all__ = ["WORKLOADS", "PLANNED", "CONSISTENCIES", "Workload", "OpSpec", "Outcome", "ok", "classify_error",
+           "make_workload", "register_ops", "counter_ops", "kv_ops", "set_ops", "lock_step", "RegisterWorkload",
+           "CounterWorkload", "KvWorkload", "SetWorkload", "LockWorkload", "LockProcess", "UnknownWorkload"]
 
-WORKLOADS: dict[str, Callable[..., Workload]] = {"register": RegisterWorkload, "counter": CounterWorkload}
+WORKLOADS: dict[str, Callable[..., Workload]] = {"register": RegisterWorkload, "counter": CounterWorkload,
+                                                 "lock": LockWorkload, "kv": KvWorkload, "set": SetWorkload}
 
 # Named in the design, waiting for their apps.
 PLANNED = {
-    "set": "the set workload needs a set app (add / read of all elements), which does not exist yet",
-    "lock": "the lock workload needs the lock service app, which does not exist yet",
-    "kv": "the kv workload needs the config store app, which does not exist yet",
+    "bank": "the bank workload needs transactions across Raft groups, which do not exist yet",
 }
 
 

@@ -4,9 +4,14 @@ A workload is data plus small parts, Jepsen's shape:
 
 - ``generator(rng)``: an iterator of :class:`OpSpec`, a pure function of the seeded
   ``random.Random`` it is given (golden-testable: same seed, same ops);
-- ``invoke(client, f, value) -> Outcome``: perform one op through the app's typed client (built
-  on the ``consensus.client.Client`` it is given) and classify the outcome: ``ok``; ``fail``
-  only when the error is definite (nothing changed); ``info`` when the outcome is unknown;
+- ``invoke(client, f, value, state) -> Outcome``: perform one op through the app's typed client
+  (built on the ``consensus.client.Client`` it is given) and classify the outcome: ``ok``;
+  ``fail`` only when the error is definite (nothing changed); ``info`` when the outcome is unknown;
+- ``new_process()``, ``next_op(gen, state)`` and ``end_process(client, state)``: a workload
+  whose processes carry state (the lock workload's session and grant) gets a fresh state per
+  process, picks each process's next op from it (Jepsen's per-process generator), and releases
+  what a process held when it ends (after an ``info`` op, or at the end of the run). Stateless
+  workloads keep the defaults: no state, the shared generator's next op;
 - ``final_ops(history)``: the reads issued after the final heal;
 - ``check(history, timeout) -> {name: CheckResult}``: each checker's result
   (:class:`chaos.verdict.CheckResult`: a verdict, JSON, a summary);
@@ -86,8 +91,19 @@ class Workload:
     def generator(self, rng: random.Random) -> Iterator[OpSpec]:
         raise NotImplementedError
 
-    async def invoke(self, client: Client, f: str, value: Any) -> Outcome:
+    def new_process(self) -> Any:
+        """Return the state of a new process (None: this workload keeps none)."""
+        return None
+
+    def next_op(self, gen: Iterator[OpSpec], state: Any) -> OpSpec:
+        """Return a process's next op: by default the shared generator's next one."""
+        return next(gen)
+
+    async def invoke(self, client: Client, f: str, value: Any, state: Any = None) -> Outcome:
         raise NotImplementedError
+
+    async def end_process(self, client: Client, state: Any) -> None:
+        """Release what a process that ends still holds; never raises into the run."""
 
     def final_ops(self, history: Sequence[Op]) -> list[OpSpec]:
         return []

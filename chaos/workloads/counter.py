@@ -43,7 +43,7 @@ class CounterWorkload(Workload):
     def generator(self, rng: random.Random) -> Iterator[OpSpec]:
         return counter_ops(rng, max_add=self.max_add)
 
-    async def invoke(self, client: Client, f: str, value: Any) -> Outcome:
+    async def invoke(self, client: Client, f: str, value: Any, state: Any = None) -> Outcome:
         counters = CounterClient(client)
         try:
             if f == "read":

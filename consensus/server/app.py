@@ -47,10 +47,14 @@ _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OP
 
 @dataclass
 class ServerConfig:
-    """How this node's HTTP server behaves. ``peer_http`` maps Raft ids to HTTP base URLs."""
+    """How this node's HTTP server behaves. ``peer_http`` maps Raft ids to HTTP base URLs (as
+    clients reach them: what ``leader_url`` and ``X-Raft-Leader-Url`` advertise);
+    ``forward_routes`` maps Raft ids to the URL this node itself sends forwarded requests to
+    instead (a proxy on the node-to-node link), which clients must never be sent to."""
 
     http_url: str
     peer_http: dict[str, str] = field(default_factory=dict)
+    forward_routes: dict[str, str] = field(default_factory=dict)
     token: str | None = None
     public: bool = False  # HTTP listens beyond loopback: membership changes need the token
     max_body_bytes: int = 64 * 1024
@@ -93,6 +97,10 @@ class Server:
         if node_id == self.node.id:
             return self.config.http_url
         return self.config.peer_http.get(node_id)
+
+    def forward_url_of(self, node_id: str) -> str | None:
+        """Return the URL this node forwards requests for ``node_id`` to: its route, else its HTTP URL."""
+        return self.config.forward_routes.get(node_id) or self.http_of(node_id)
 
     # -- helpers for handlers ----------------------------------------------------------------
 
@@ -186,7 +194,7 @@ class Server:
                     await asyncio.sleep(0.05)
                     continue
                 raise Unavailable(f"{self.node.id} knows no leader at term {status.term}")
-            url = self.http_of(status.leader)
+            url = self.forward_url_of(status.leader)
             if call.forwarded or url is None:
                 if route.local_fallback:
                     return await route.handler(call)

@@ -20,8 +20,11 @@ if TYPE_CHECKING:
     from consensus.server.routing import Route
 
 ENTRY_POINT_GROUP = "raftwork.apps"
+DEFAULT_APPS: tuple[str, ...] = ("counter", "locks", "kv")  # what a node serves unless --apps says otherwise
 BUILTIN_APPS: dict[str, str] = {
     "counter": "apps.counter:APP",
+    "locks": "apps.locks:APP",
+    "kv": "apps.kv:APP",
 }
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Awaitable, TypeVar
 
 from consensus.cli import CommandError, UsageError
+from consensus.server.apps import DEFAULT_APPS
 from consensus.testing.local import ClusterError, LocalCluster, plan_nodes
 from consensus.testing.procs import HOST, child_env, die_with_parent, port_in_use
 
@@ -156,7 +157,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--base-port", type=int, default=7001, help="first Raft port (default 7001)")
     p.add_argument("--http-base-port", type=int, default=8001, help="first HTTP port (default 8001)")
     p.add_argument("--data-dir", metavar="DIR", help="where nodes keep their data and logs (default: a fresh temp dir)")
-    p.add_argument("--apps", default="counter", metavar="A,B", help="apps every node serves (default counter)")
+    p.add_argument("--apps", default=",".join(DEFAULT_APPS), metavar="A,B", help=f"apps every node serves (default {','.join(DEFAULT_APPS)})")
     p.add_argument("--token-file", metavar="F", help="bearer token for mutating requests, passed to every node")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=run)

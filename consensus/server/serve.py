@@ -25,7 +25,7 @@ from consensus.engine import EngineStartError, is_loopback
 from consensus.errors import ConsensusError
 from consensus.node import Node, NodeConfig
 from consensus.server.app import QuietParseErrors, Server, ServerConfig
-from consensus.server.apps import available_apps, load_apps, machines_for
+from consensus.server.apps import DEFAULT_APPS, available_apps, load_apps, machines_for
 from consensus.server.listener import Limits, start_site
 
 log = logging.getLogger("consensus.serve")
@@ -48,6 +48,7 @@ class ServeSettings:
     secret: str | None = None
     token: str | None = None
     dial_routes: dict[str, tuple[str, int]] = field(default_factory=dict)
+    forward_routes: dict[str, str] = field(default_factory=dict)
     exit_with_parent: bool = False
     limits: Limits = field(default_factory=Limits)
     fsync: str = "always"
@@ -132,6 +133,13 @@ def settings_from_args(args: argparse.Namespace) -> ServeSettings:
         peer, _, target = item.partition("=")
         parse_address(peer, "--dial-route PEER")
         routes[peer] = parse_address(target, "--dial-route target")
+    forward_routes: dict[str, str] = {}
+    for item in args.forward_route or ():
+        peer, _, url = item.partition("=")
+        parse_address(peer, "--forward-route PEER")
+        if not _URL.fullmatch(url):
+            raise UsageError(f"--forward-route {peer}=URL needs a URL like http://HOST:PORT, not {url!r}")
+        forward_routes[peer] = url.rstrip("/")
     return ServeSettings(
         node_id=args.id,
         peers=peers,
@@ -144,6 +152,7 @@ def settings_from_args(args: argparse.Namespace) -> ServeSettings:
         secret=secret,
         token=token,
         dial_routes=routes,
+        forward_routes=forward_routes,
         exit_with_parent=args.exit_with_parent,
         limits=_limits(args),
         fsync=args.fsync,
@@ -198,7 +207,8 @@ async def serve(settings: ServeSettings) -> int:
         await node.start()
     except (EngineStartError, OSError) as exc:
         raise CommandError(str(exc).splitlines()[0]) from None
-    server = Server(node, ServerConfig(http_url=settings.http_url, peer_http=settings.peer_http, token=settings.token,
+    server = Server(node, ServerConfig(http_url=settings.http_url, peer_http=settings.peer_http,
+                                       forward_routes=settings.forward_routes, token=settings.token,
                                        public=not _host_is_loopback(settings.http_host), limits=settings.limits,
                                        forward=settings.forward), specs)
     runner: web.AppRunner | None = None
@@ -267,7 +277,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--http", required=True, metavar="HOST:PORT", help="where to serve HTTP")
     p.add_argument("--advertise-http", metavar="URL", help="this node's HTTP URL as others reach it (default http://HTTP)")
     p.add_argument("--data-dir", required=True, metavar="DIR", help="journal and snapshots live here")
-    p.add_argument("--apps", default="counter", metavar="A,B", help=f"apps to serve (default counter; available: {', '.join(available_apps())})")
+    p.add_argument("--apps", default=",".join(DEFAULT_APPS), metavar="A,B", help=f"apps to serve (default {','.join(DEFAULT_APPS)}; available: {', '.join(available_apps())})")
     p.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop",
                    help="the event loop: uvloop (default; asyncio's if uvloop is missing) or asyncio")
     p.add_argument("--forward", choices=["engine", "http"], default="engine",
@@ -291,6 +301,9 @@ def register(subparsers: Any) -> None:
                    help=f"requests answered at once; more get 503 overloaded (default {defaults.max_in_flight})")
     p.add_argument("--dial-route", action="append", metavar="PEER=HOST:PORT",
                    help="dial PEER at HOST:PORT instead (e.g. through a proxy); repeatable")
+    p.add_argument("--forward-route", action="append", metavar="PEER=URL",
+                   help="send requests forwarded to PEER to URL instead (e.g. a proxy); clients are still "
+                        "told PEER's own URL from --peers; repeatable")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=run)

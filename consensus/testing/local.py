@@ -4,7 +4,7 @@
 
     from consensus.testing.local import LocalCluster, plan_nodes
 
-    async with LocalCluster(plan_nodes(3, tmp_path)) as c:     # free ports, apps=("counter",)
+    async with LocalCluster(plan_nodes(3, tmp_path)) as c:     # free ports, apps counter, locks, kv
         leader = await c.wait_for_leader()                     # "n2"
         await c.kill(leader); await c.restart(leader)          # SIGKILL by PID; same argv
         await c.pause("n1"); await c.resume("n1")              # SIGSTOP / SIGCONT
@@ -36,6 +36,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import aiohttp
 
+from consensus.server.apps import DEFAULT_APPS
 from consensus.testing.procs import HOST, NodeProcess, last_line, pick_ports
 
 __all__ = ["ClusterError", "PortTaken", "NodeSpec", "NodeInfo", "LocalCluster", "plan_nodes", "agreed_leader",
@@ -56,9 +57,10 @@ class PortTaken(ClusterError):
 
 @dataclass(frozen=True)
 class NodeSpec:
-    """One planned node. ``peers`` maps every member's Raft address to the HTTP URL *this* node
-    uses to reach it (its forwarding view); ``dial_routes`` maps a peer's Raft address to the
-    ``host:port`` this node dials instead (e.g. a proxy)."""
+    """One planned node. ``peers`` maps every member's Raft address to its HTTP URL (as clients
+    reach it); ``dial_routes`` maps a peer's Raft address to the ``host:port`` this node dials
+    instead (e.g. a proxy); ``forward_routes`` maps a peer's Raft address to the URL this node
+    sends forwarded HTTP requests to instead (e.g. a proxy)."""
 
     name: str
     raft: str
@@ -67,7 +69,8 @@ class NodeSpec:
     log: Path
     peers: Mapping[str, str]
     dial_routes: Mapping[str, str] = field(default_factory=dict)
-    apps: tuple[str, ...] = ("counter",)
+    forward_routes: Mapping[str, str] = field(default_factory=dict)
+    apps: tuple[str, ...] = DEFAULT_APPS
     token_file: Path | None = None
     log_level: str = "info"
     extra_args: tuple[str, ...] = ()
@@ -86,6 +89,8 @@ class NodeSpec:
             argv += ["--token-file", str(self.token_file)]
         for peer, target in sorted(self.dial_routes.items()):
             argv += ["--dial-route", f"{peer}={target}"]
+        for peer, url in sorted(self.forward_routes.items()):
+            argv += ["--forward-route", f"{peer}={url}"]
         return argv + list(self.extra_args)
 
 
@@ -100,7 +105,7 @@ class NodeInfo:
     log: Path
 
 
-def plan_nodes(n: int, data_dir: Path | str, *, apps: Sequence[str] = ("counter",),
+def plan_nodes(n: int, data_dir: Path | str, *, apps: Sequence[str] = DEFAULT_APPS,
                raft_ports: Sequence[int] | None = None, http_ports: Sequence[int] | None = None,
                rng: random.Random | None = None, **options: Any) -> list[NodeSpec]:
     """Plan ``n`` nodes named n1..nN under ``data_dir`` (``nI/`` data, ``nI.log`` log), every
@@ -388,9 +393,12 @@ async def start_with_retries(plan: Callable[[], Sequence[NodeSpec]], attempts: i
 
 
 def replace_views(spec: NodeSpec, *, peers: Mapping[str, str] | None = None,
-                  dial_routes: Mapping[str, str] | None = None) -> NodeSpec:
-    """Return ``spec`` with a new forwarding view and/or dial routes (for proxied links)."""
+                  dial_routes: Mapping[str, str] | None = None,
+                  forward_routes: Mapping[str, str] | None = None) -> NodeSpec:
+    """Return ``spec`` with new peer URLs, dial routes and/or forward routes (for proxied links)."""
     changes: dict[str, Any] = {}
+    if forward_routes is not None:
+        changes["forward_routes"] = dict(forward_routes)
     if peers is not None:
         changes["peers"] = dict(peers)
     if dial_routes is not None:

@@ -47,7 +47,9 @@ async def test_start_and_stop_leave_no_process_and_no_proxy(tmp_path):
                 assert hl.proxy == f"t1-http-{hl.sender}->{hl.target}"
                 assert "http://" + proxies[hl.proxy].upstream == c.node(hl.target).http
                 argv = c.local.procs[hl.sender].argv
-                assert f"{c.node(hl.target).raft}={hl.url}" in argv[argv.index("--peers") + 1]
+                # Forwarding takes the proxy; --peers keeps the real URL (what clients are told).
+                assert f"{c.node(hl.target).raft}={hl.url}" in argv
+                assert f"{c.node(hl.target).raft}={c.node(hl.target).http}" in argv[argv.index("--peers") + 1]
             assert await incr(c) == 1
             assert c.faults == {"cut": [], "one_way": [], "slow": [], "paused": [], "killed": []}
         finally:
@@ -257,7 +259,7 @@ async def test_restart_of_a_running_node_is_refused_and_unknown_names_are_errors
 
 async def test_a_partitioned_follower_cannot_commit_through_the_leader(cluster):
     """A partition cuts a node off completely: its forwarding to the leader too (DESIGN section 7)."""
-    from consensus.errors import ConsensusError
+    import aiohttp
 
     c = await cluster(n=3)
     leader = await c.wait_for_leader()
@@ -267,7 +269,48 @@ async def test_a_partitioned_follower_cannot_commit_through_the_leader(cluster):
     for n in c.names:
         if n != follower:
             assert not (await c.http_link_state(follower, n))["enabled"]
-    with pytest.raises(ConsensusError):
-        await incr(c, via=[follower], timeout=3)  # neither forwarded nor committed by itself
+    # Asked directly (a client would follow the leader hint to the leader's own URL, as it should):
+    # the follower neither forwards it nor commits it by itself.
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{c.node(follower).http}/v1/counters/a/incr", json={"by": 1},
+                             headers={"X-Request-Timeout": "3"}) as r:
+            assert r.status in (503, 504), await r.text()
     await c.heal()
     assert await incr(c, via=[follower], timeout=20) >= before + 1
+
+
+async def test_nodes_tell_clients_real_urls_while_forwarding_takes_the_proxy(cluster):
+    """Clients reach every node directly (Jepsen's control node): the leader hints a follower gives
+    them name the leader's own URL, never the follower's node-to-node proxy; the follower's own
+    forwarding still crosses that proxy, so disabling it stops forwarding but no client."""
+    import aiohttp
+
+    c = await cluster(n=3)
+    leader = await c.wait_for_leader()
+    follower = next(n for n in c.names if n != leader)
+    leader_url, proxy = c.node(leader).http, c.http_links_of(follower, leader)[0]
+    await incr(c)  # the follower has learned of the leader
+    async with aiohttp.ClientSession() as http:
+        async def follower_view() -> tuple[str | None, str | None]:
+            async with http.get(f"{c.node(follower).http}/v1/status") as r:
+                return (await r.json())["leader_url"], r.headers.get("X-Raft-Leader-Url")
+
+        assert await eventually(lambda: _same(follower_view(), (leader_url, leader_url)), 20,
+                                "the follower naming the leader") == (leader_url, leader_url)
+        transfer = f"{c.node(follower).http}/v1/leader/transfer"
+        raft_id = c.node(leader).raft
+        async with http.post(transfer, json={"to": raft_id}) as r:  # leader-only: relayed over HTTP
+            assert r.status == 200, await r.text()
+            assert (await r.json())["leader_url"] == leader_url
+        with Toxiproxy(c.toxiproxy) as api:
+            api.get_proxy(proxy.proxy).disable()  # the forwarding link alone; Raft still flows
+            async with http.post(transfer, json={"to": raft_id}, headers={"X-Request-Timeout": "2"}) as r:
+                body = await r.json()
+                assert r.status in (503, 504), body
+                assert body["error"]["leader_url"] == leader_url  # still the real URL
+            api.get_proxy(proxy.proxy).enable()
+
+
+async def _same(view, expected):
+    got = await view
+    return got if got == expected else None

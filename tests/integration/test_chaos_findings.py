@@ -35,6 +35,17 @@ def test_stale_reads_under_partitions_are_found_not_linearizable(tmp_path):
     pytest.fail("three runs with stale reads under partitions were all found linearizable")
 
 
+def test_stale_kv_reads_under_partitions_are_found_not_linearizable(tmp_path):
+    """The same through the kv workload's get (its deletes and txn cas beside)."""
+    for attempt in range(3):
+        code, results = chaos_test(tmp_path / f"run{attempt}", "--workload", "kv", "--nemesis", "partition",
+                                   "--read-consistency", "stale", "--time-limit", "30")
+        if code == 1:
+            assert results["checkers"]["linear"]["failing_op"]["f"] == "read"
+            return
+    pytest.fail("three kv runs with stale reads under partitions were all found linearizable")
+
+
 def test_linearizable_reads_under_partitions_are_valid(tmp_path):
     code, results = chaos_test(tmp_path, "--workload", "register", "--nemesis", "partition", "--time-limit", "30")
     assert code == 0 and results["checkers"]["linear"]["valid"] is True, results

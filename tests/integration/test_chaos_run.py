@@ -83,8 +83,8 @@ def test_chaos_check_on_the_stored_history_gives_the_runs_verdict(partition_run)
     assert check.returncode == 0 and ": valid" in check.stdout, check.stdout + check.stderr
     bare = chaos("check", str(store / "latest" / "history.jsonl"))  # the header names the model
     assert bare.returncode == 0, bare.stdout + bare.stderr
-    wrong = chaos("check", "--model", "kv", "--init", "null", str(store / "latest" / "history.jsonl"))
-    assert wrong.returncode == 1  # the old convention (keys start absent) is not what the run did
+    wrong = chaos("check", "--model", "kv", "--init", "0", str(store / "latest" / "history.jsonl"))
+    assert wrong.returncode == 1  # the counter-era convention (keys start at 0) is not what the run did
 
 
 def test_analyze_of_the_stored_run_agrees_then_catches_a_corruption(partition_run, tmp_path):
@@ -145,15 +145,45 @@ def test_a_nemesis_too_big_for_the_cluster_is_a_usage_error(tmp_path):
     assert not list(tmp_path.iterdir())  # nothing ran, nothing stored
 
 
+def table_rows(stdout: str) -> list[dict[str, str]]:
+    """Return test-all's table as one dict a row (cells split on runs of spaces)."""
+    lines = stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("TEST "))
+    header = lines[start].split()
+    return [dict(zip(header, line.split())) for line in lines[start + 1:] if line.strip()]
+
+
+def test_the_app_workloads_through_test_all_smoke(tmp_path):
+    """The quick smoke run of the lock, kv and set workloads: a leader killed in each, a table row each."""
+    proc = chaos("test-all", "--workloads", "lock,kv,set", "--nemeses", "kill-leader", "--time-limit", "6",
+                 "--nemesis-interval", "1.5,2", "--recovery", "1", "--store", str(tmp_path), "--quiet", timeout=400)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    rows = table_rows(proc.stdout)
+    assert [r["TEST"] for r in rows] == ["lock-kill-leader", "kv-kill-leader", "set-kill-leader"]
+    for row in rows:
+        assert row["VERDICT"] == "VALID" and row["NODES"] == "3", row
+        assert int(row["LOSSES"]) >= 1 and float(row["STALL-S"]) > 0 and float(row["RECOVER-S"]) >= 0, row
+        run = Path(row["RUN"])
+        for name in REPORT:
+            assert (run / name).is_file() and (run / name).stat().st_size > 0, (row["TEST"], name)
+        results = json.loads((run / "results.json").read_text())
+        header = json.loads((run / "history.jsonl").read_text().splitlines()[0])
+        assert results["checkers"]["linear"]["model"] == header["model"]
+        check = chaos("check", str(run / "history.jsonl"))  # the header's model and init: the run's verdict
+        assert check.returncode == 0, check.stdout + check.stderr
+        no_process_left(run)
+    lock = json.loads((Path(rows[0]["RUN"]) / "results.json").read_text())["checkers"]
+    assert lock["lock"]["valid"] is True and lock["lock"]["acquires"] > 0 and lock["linear"]["model"] == "mutex"
+    assert json.loads((Path(rows[2]["RUN"]) / "results.json").read_text())["checkers"]["set"]["lost"] == []
+
+
 @pytest.mark.slow
 def test_test_all_matrix(tmp_path):
     proc = chaos("test-all", "--workloads", "register,counter", "--nemeses", "none,partition,kill,pause",
                  "--time-limit", "15", "--store", str(tmp_path), "--quiet", timeout=900)
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
-    table = proc.stdout.splitlines()
-    header = next(i for i, line in enumerate(table) if line.startswith("TEST"))
-    rows = table[header + 1:]
-    assert len(rows) == 8 and all(" VALID " in row for row in rows)
+    rows = table_rows(proc.stdout)
+    assert len(rows) == 8 and all(row["VERDICT"] == "VALID" for row in rows)
 
 
 def test_leave_db_running_keeps_the_healed_cluster_until_ctrl_c(tmp_path):

@@ -7,12 +7,13 @@ from pathlib import Path
 
 from consensus.node import Node, NodeConfig
 from consensus.server import Server, ServerConfig, load_apps, machines_for
+from consensus.server.apps import available_apps
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def build(tmp_path):
-    specs = load_apps(["counter"])
+    specs = load_apps(available_apps())
     node = Node(NodeConfig(node_id="127.0.0.1:1", peers=["127.0.0.1:1"], data_dir=str(tmp_path)), machines_for(specs))
     server = Server(node, ServerConfig(http_url="http://127.0.0.1:2"), specs)
     return server, server.build()

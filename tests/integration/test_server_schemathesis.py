@@ -41,7 +41,7 @@ def test_the_document_of_every_app_is_valid_openapi(tmp_path):
 def node(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("schemathesis")
     (tmp / "token").write_text(TOKEN)
-    server = ServeProcess(tmp, "--token-file", str(tmp / "token"))
+    server = ServeProcess(tmp, "--token-file", str(tmp / "token"), "--apps", ",".join(available_apps()))
     try:
         yield server.start()
     finally:

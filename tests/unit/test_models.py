@@ -92,7 +92,7 @@ def test_unknown_model_and_bad_op_raise() -> None:
     with pytest.raises(ModelError):
         make_model("register").compiled(("cas", [1, 2]), True)
     assert set(model_names()) == {"register", "cas-register", "multi-register", "kv", "kv-append", "counter",
-                                  "mutex", "set", "queue"}
+                                  "mutex", "set", "kv-set", "queue"}
 
 
 def test_states_are_hashable_for_every_model() -> None:

@@ -91,7 +91,7 @@ def test_counter_check_bounds():
     assert result.valid is Verdict.INVALID and "read 5 outside [2, 2] (line 5)" in result.summary()
 
 
-@pytest.mark.parametrize("name", ["set", "lock", "kv", "nope"])
+@pytest.mark.parametrize("name", ["bank", "nope"])
 def test_unavailable_workloads_are_refused_in_one_line(name):
     with pytest.raises(UnknownWorkload) as info:
         make_workload(name)
@@ -148,7 +148,10 @@ def test_read_consistency_is_checked():
 
 
 def test_workloads_state_their_model_and_initial_value():
-    assert RegisterWorkload().header() == {"workload": "register", "model": "kv", "init": 0}
+    assert RegisterWorkload().header() == {"workload": "register", "model": "kv", "init": None}
+    assert make_workload("kv").header() == {"workload": "kv", "model": "kv", "init": None}
+    assert make_workload("set").header() == {"workload": "set", "model": "kv-set", "init": None}
+    assert make_workload("lock").header() == {"workload": "lock", "model": "mutex", "init": False}
     assert CounterWorkload().header() == {"workload": "counter", "model": "counter", "init": 0}
 
 
