@@ -515,7 +515,7 @@ class Node:
 
     async def _linearizable_read(self, machine: str, query: dict[str, Any], timeout: float | None) -> ReadResult:
         # A read changes nothing, so every failure is definite and worth retrying until the
-        # deadline: a barrier lost to a leader change just means "try again".
+        # deadline: a read round lost to a leader change just means "try again".
         budget = self.config.default_timeout if timeout is None else timeout
         deadline = time.monotonic() + budget
         last_error = "no leader"

@@ -28,7 +28,7 @@ VALUE_SCHEMA: Schema = {"type": "string", "maxLength": rules.MAX_VALUE_BYTES,
                         "description": f"any string of at most {rules.MAX_VALUE_BYTES} bytes of UTF-8"}
 REVISION_SCHEMA: Schema = {"type": "integer", "format": "int64", "minimum": 0, "maximum": 2**63 - 1}
 CONSISTENCY_SCHEMA: Schema = {"type": "string", "enum": [c.value for c in Consistency],
-                              "description": "linearizable (default, through the log) or stale (this node's state)"}
+                              "description": "linearizable (default: the leader confirms it still leads, ReadIndex) or stale (this node's state)"}
 KV_SCHEMA = obj({"key": {"type": "string"}, "value": {"type": "string"}, "create_revision": int64(),
                  "mod_revision": int64(), "version": int64()},
                 required=("key", "value", "create_revision", "mod_revision", "version"))
