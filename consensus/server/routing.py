@@ -35,6 +35,8 @@ TIMEOUT_HEADER = "X-Request-Timeout"
 # Below a millisecond no answer can come in time (5e-324 used to be accepted and always timed out).
 MIN_TIMEOUT_SECONDS = 0.001
 FORWARDED_HEADER = "X-Raft-Forwarded-By"
+# Names the Raft group that should answer (a process may host several; see server/groups.py).
+GROUP_HEADER = "X-Raft-Group"
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,9 @@ class Route:
     # OpenAPI links from the 200 answer, by name: {"operationId": ..., "parameters": {...}}. Links
     # from a write to the reads of the same resource are added by themselves.
     links: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # The key whose Raft group answers this request (a kv key, a counter name), from the raw
+    # request; None: the first group the process hosts. See consensus.server.groups.
+    group_key: Callable[[web.Request], str | None] | None = None
 
 
 @dataclass

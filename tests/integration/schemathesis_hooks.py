@@ -10,7 +10,8 @@
   cannot express; without this the fuzzer would trip over its own repeated keys.
 - ``X-Raft-Session``: the fuzzer's "valid" examples of this header ignore its pattern (it sent
   ``0``) and cannot know that the lowest number awaited may not exceed the request's own; such a
-  header is replaced by a well-formed one (of a session that does not exist: a definite 409).
+  header is replaced by a well-formed one (of a session that does not exist: a definite 409), in
+  positive cases only (a negative case with a malformed header must be refused as it is).
 """
 
 from __future__ import annotations
@@ -53,6 +54,13 @@ def honest_deadline(ctx: Any, response: Any, case: Any) -> None:
     return None
 
 
+def _positive(case: Any) -> bool:
+    """Tell whether the case is meant to be valid (a negative case must reach the server as generated)."""
+    meta = getattr(case, "meta", None)
+    mode = getattr(getattr(meta, "generation", None), "mode", None)
+    return mode is None or str(getattr(mode, "value", mode)) == "positive"
+
+
 @schemathesis.hook
 def map_case(context: Any, case: Any) -> Any:
     headers = case.headers
@@ -60,7 +68,7 @@ def map_case(context: Any, case: Any) -> Any:
         for name in list(headers):
             if name.lower() == "idempotency-key" and isinstance(headers[name], str) and _KEY.fullmatch(headers[name]):
                 headers[name] = "st-" + uuid.uuid4().hex
-            if name.lower() == "x-raft-session":
+            if name.lower() == "x-raft-session" and _positive(case):
                 match = _SESSION.fullmatch(str(headers[name]))
                 if match is None or int(match.group(2)) > int(match.group(1)):
                     headers[name] = "999999:2:1"
