@@ -19,6 +19,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "consensus.server.local_cluster",
     "consensus.client.commands",
     "consensus.bench",
+    "apps.kv.cli",  # imported when the parser is built, never by `import consensus`
 )
 
 

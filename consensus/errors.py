@@ -177,6 +177,11 @@ class RevisionMismatch(Rejected):
 
     code = "revision_mismatch"
 
+    def to_dict(self) -> dict[str, Any]:
+        body = super().to_dict()
+        body["detail"] = self.detail  # null says "the key does not exist", so it is always there
+        return body
+
 
 class QuotaExceeded(Rejected):
     """An app quota is full (keys, counters, sessions, locks); nothing was changed."""

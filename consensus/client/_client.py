@@ -22,11 +22,13 @@ import asyncio
 import json
 import random
 import time
+import urllib.parse
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 import aiohttp
+from yarl import URL
 
 from consensus.client._select import EndpointPool, normalize_url
 from consensus.client._session import single_send_session
@@ -44,6 +46,9 @@ from consensus.errors import (
 _PROBE_TIMEOUT = 0.5
 _RETRY_DELAY = (0.02, 0.5)  # first and largest pause between attempts
 _SERVER_SLACK = 0.2  # the server's deadline is this much shorter than ours, so its answer arrives
+# Characters a request path keeps as they are; anything else is percent-encoded. "%" is kept: a
+# path arrives already encoded where it must be (a config-store key is quoted whole, "/" included).
+_PATH_SAFE = "/%:@!$&'()*+,;=-._~"
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,12 @@ class Response:
     body: Any
     headers: Mapping[str, str] = field(repr=False)
     endpoint: str
+
+
+def _url(base: str, path: str) -> URL:
+    """Join ``base`` and ``path`` exactly as given: no re-quoting, no dot-segment removal (a key
+    may be ``..``, sent as ``/v1/kv/..``)."""
+    return URL(base + urllib.parse.quote(path, safe=_PATH_SAFE), encoded=True)
 
 
 class _ConnectFailed(Exception):
@@ -169,7 +180,9 @@ class Client:
         ``write``: it changes state; it gets an idempotency key (``idempotency_key`` or a new
         one) reused on every retry and, with sessions on, a number in the client session.
         ``leader``: send it to the leader (writes, linearizable reads); otherwise any endpoint
-        picked by strategy answers it.
+        picked by strategy answers it. ``path`` is sent as given (percent-encode what must be,
+        e.g. a key with ``urllib.parse.quote(key, safe="")``); characters no URL may hold are
+        encoded here.
         """
         budget = self.timeout if timeout is None else timeout
         deadline = self._clock() + budget
@@ -310,7 +323,7 @@ class Client:
             headers["Content-Type"] = "application/json"
         try:
             async with self._get_session().request(
-                method, url + path, params=params, data=data, headers=headers,
+                method, _url(url, path), params=params, data=data, headers=headers,
                 timeout=aiohttp.ClientTimeout(total=max(0.05, remaining)), allow_redirects=False,
             ) as resp:
                 raw = await resp.read()

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 ENTRY_POINT_GROUP = "raftwork.apps"
 BUILTIN_APPS: dict[str, str] = {
     "counter": "apps.counter:APP",
+    "kv": "apps.kv:APP",
 }
 
 

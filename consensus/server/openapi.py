@@ -65,6 +65,28 @@ def anchored(schema: Any) -> Any:
     return out
 
 
+def openapi_path(path: str) -> str:
+    """Return an aiohttp route path as OpenAPI spells it: ``/v1/kv/{key:.+}`` -> ``/v1/kv/{key}``.
+
+    aiohttp lets a path parameter carry its own regex (the config store's key takes the rest of
+    the path); OpenAPI names the parameter only. Braces inside the regex (``{1,5}``) are skipped.
+    """
+    out: list[str] = []
+    i = 0
+    while i < len(path):
+        if path[i] != "{":
+            out.append(path[i])
+            i += 1
+            continue
+        depth, j = 1, i + 1
+        while j < len(path) and depth:
+            depth += {"{": 1, "}": -1}.get(path[j], 0)
+            j += 1
+        out.append("{" + path[i + 1:j - 1].split(":", 1)[0] + "}")
+        i = j
+    return "".join(out)
+
+
 def _links(route: Route, routes: Sequence[Route]) -> dict[str, Any]:
     """Return the route's links: its own, and from a write to every read of the same resource.
 
@@ -147,7 +169,7 @@ def build_document(routes: Sequence[Route], title: str = "raftwork node", versio
     """Return the OpenAPI 3.0 document describing ``routes`` (as served: with its token rule and timeout cap)."""
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
-        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route, max_timeout, routes, token_required)
+        paths.setdefault(openapi_path(route.path), {})[route.method.lower()] = _operation(route, max_timeout, routes, token_required)
     return {
         "openapi": "3.0.3",
         "info": {

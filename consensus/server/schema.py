@@ -4,7 +4,7 @@ The same schema objects feed ``/openapi.json`` and the request checks, so the pu
 contract and the enforced one cannot drift apart. Supported keywords: ``type`` (object, string,
 integer, number, boolean, array), ``properties``, ``required``, ``additionalProperties: false``,
 ``minimum``, ``maximum``, ``minLength``, ``maxLength``, ``pattern``, ``enum``, ``items``,
-``maxItems``. JSON booleans are never integers, and floats are never integers.
+``maxItems``, ``minProperties``, ``maxProperties``, ``anyOf``. JSON booleans are never integers, and floats are never integers.
 """
 
 from __future__ import annotations
@@ -80,6 +80,16 @@ def _type_ok(value: Any, kind: str) -> bool:
 
 def validate(value: Any, schema: Schema, where: str = "body") -> None:
     """Raise ``InvalidRequest`` naming the first place where ``value`` breaks ``schema``."""
+    if "anyOf" in schema:
+        errors = []
+        for branch in schema["anyOf"]:
+            try:
+                validate(value, branch, where)
+                break
+            except InvalidRequest as exc:
+                errors.append(exc.message)
+        else:
+            raise InvalidRequest(" or ".join(errors))
     kind = schema.get("type")
     if kind is not None and not _type_ok(value, kind):
         raise InvalidRequest(f"{where} must be {'an' if kind[0] in 'aeiou' else 'a'} {kind}")
@@ -103,6 +113,9 @@ def validate(value: Any, schema: Schema, where: str = "body") -> None:
         for i, item in enumerate(value):
             validate(item, schema.get("items", {}), f"{where}[{i}]")
     elif kind == "object":
+        if not schema.get("minProperties", 0) <= len(value) <= schema.get("maxProperties", len(value)):
+            raise InvalidRequest(f"{where} must have from {schema.get('minProperties', 0)} to "
+                                 f"{schema.get('maxProperties', 'any number of')} fields")
         properties = schema.get("properties", {})
         for name in schema.get("required", ()):
             if name not in value:
