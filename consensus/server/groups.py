@@ -5,7 +5,7 @@ A process may host members of several groups (one ``Node``, engine and Raft port
 request:
 
 1. the ``X-Raft-Group: NAME`` header, when given;
-2. else the group of the request's key (``Route.group_key``: the kv key, the counter name) in the
+2. else the group of the request's key (``Route.group_of``: the kv key, the counter name) in the
    static shard map (``consensus.shards``);
 3. else the first group this process hosts (status, health, sessions...).
 
@@ -44,6 +44,7 @@ class GroupHost:
         self.default = next(iter(self.servers.values()))
         self.connections = self.default.connections  # one listener: one connection count
         self.forwarder = Forwarder(self.default.node.id)
+        self._txn_session: Any = None  # HTTP to groups not hosted here (transaction steps), made on first use
         for server in self.servers.values():
             server.host = self
             server.connections = self.connections
@@ -51,6 +52,14 @@ class GroupHost:
     @property
     def routes(self) -> list[Route]:
         return self.default.routes
+
+    async def txn_session(self) -> Any:
+        """Return the HTTP session for steps sent to groups this process does not host."""
+        if self._txn_session is None:
+            from consensus.client._session import single_send_session
+
+            self._txn_session, _ = single_send_session()
+        return self._txn_session
 
     # -- picking a group ---------------------------------------------------------------------
 
@@ -63,10 +72,10 @@ class GroupHost:
             if explicit not in self.shards.groups and explicit not in self.servers:
                 raise NotFound(f"no group {explicit!r}; groups are {', '.join(self.shards.groups)}")
             return explicit
-        if route is not None and route.group_key is not None:
-            key = route.group_key(request)
-            if key:
-                return self.shards.group_of(key)
+        if route is not None and route.group_of is not None:
+            group = route.group_of(request, self.shards)
+            if group is not None:
+                return group
         return self.default.config.group
 
     # -- the pipeline ------------------------------------------------------------------------
@@ -123,6 +132,8 @@ class GroupHost:
 
         async def close(_: web.Application) -> None:
             await self.forwarder.close()
+            if self._txn_session is not None:
+                await self._txn_session.close()
             for server in self.servers.values():
                 await server.forwarder.close()
 

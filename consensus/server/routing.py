@@ -23,6 +23,7 @@ from consensus.server.schema import Schema, parse_json, validate
 
 if TYPE_CHECKING:
     from consensus.node import Node
+    from consensus.shards import ShardMap
     from consensus.server.app import Server
 
 Handler = Callable[["Call"], Awaitable[Any]]
@@ -70,9 +71,9 @@ class Route:
     # OpenAPI links from the 200 answer, by name: {"operationId": ..., "parameters": {...}}. Links
     # from a write to the reads of the same resource are added by themselves.
     links: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    # The key whose Raft group answers this request (a kv key, a counter name), from the raw
-    # request; None: the first group the process hosts. See consensus.server.groups.
-    group_key: Callable[[web.Request], str | None] | None = None
+    # The Raft group that answers this request, from the raw request and the shard map (the group
+    # of a kv key, of a counter name); None: the first group the process hosts (server/groups.py).
+    group_of: Callable[[web.Request, "ShardMap"], str | None] | None = None
 
 
 @dataclass
