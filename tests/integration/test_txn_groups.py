@@ -162,3 +162,14 @@ async def test_two_conflicting_txns_never_both_commit(groups):
         if won:
             assert va["value"] == vb["value"] == f"{round_}-{won[0]}"
         revision = va["mod_revision"]
+
+
+async def test_a_malformed_internal_step_is_a_400_and_changes_nothing(groups):
+    cluster, shards, s = groups
+    url = cluster.endpoints[0]
+    before = await step(s, url, "g1", "query", {"op": "txn_record", "id": "t"})
+    for body in ({"command": {}, "query": {}}, {}, {"command": {"op": "nope"}}, {"command": {"op": "txn_begin"}},
+                 {"query": {"op": "txn_record"}}, {"command": {"op": "txn_decide", "id": "t", "decision": "maybe"}}):
+        status, answer = await post(s, url, "/v1/kv-internal", body, {"X-Raft-Group": "g1"})
+        assert status == 400 and answer["error"]["code"] == "invalid_request", (body, answer)
+    assert await step(s, url, "g1", "query", {"op": "txn_record", "id": "t"}) == before
