@@ -18,7 +18,9 @@
     │   ├── LockHeld               the lock is held and the wait ran out           (definite)
     │   ├── LockNotHeld            a release by a session not holding that token   (definite)
     │   ├── RevisionMismatch       a compare on a revision failed                  (definite)
-    │   └── QuotaExceeded          an app quota (keys, counters, sessions) is full (definite)
+    │   ├── QuotaExceeded          an app quota (keys, counters, sessions) is full (definite)
+    │   ├── IntentHeld             a key is locked by another transaction's intent (definite)
+    │   └── TxnAborted             a cross-group transaction was aborted           (definite)
     ├── SessionExpired             the client session expired or was evicted       (definite)
     └── Indeterminate              submitted, outcome unknown                      (not definite)
 
@@ -196,6 +198,20 @@ class QuotaExceeded(Rejected):
     code = "quota_exceeded"
 
 
+class IntentHeld(Rejected):
+    """A write met another transaction's intent (or read lock) on a key; nothing was changed.
+    ``detail`` names the key and the holder: ``{"key", "txn", "coordinator", "age_ms"}``."""
+
+    code = "intent_held"
+
+
+class TxnAborted(Rejected):
+    """A cross-group transaction was aborted (a conflict, a failed validation or a resolver won);
+    none of its writes applied anywhere. ``detail`` says why."""
+
+    code = "txn_aborted"
+
+
 class SessionExpired(ConsensusError):
     """The client session expired or was evicted; the request was not applied (retry in a new session)."""
 
@@ -265,6 +281,8 @@ __all__ = [
     "LockNotHeld",
     "RevisionMismatch",
     "QuotaExceeded",
+    "IntentHeld",
+    "TxnAborted",
     "SessionExpired",
     "error_class",
     "from_dict",

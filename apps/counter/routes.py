@@ -47,19 +47,25 @@ def _write(call: Call) -> bool:
     return True
 
 
+def _counter_group(request: Any, shards: Any) -> str | None:
+    """Counters are sharded by name over the Raft groups (see consensus.shards)."""
+    name = request.match_info.get("name")
+    return shards.group_of(name) if name else None
+
+
 def routes() -> list[Route]:
     """Return the counter app's routes."""
     path_params = {"name": NAME_SCHEMA}
     return [
         Route("GET", "/v1/counters/{name}", _get, "getCounter", "read a counter (0 if never written)", tag="counter",
               path_params=path_params, query={"consistency": CONSISTENCY_SCHEMA}, response=COUNTER_SCHEMA,
-              on_leader=_get_needs_leader, local_fallback=True, errors=(400,)),
+              on_leader=_get_needs_leader, local_fallback=True, errors=(400,), group_of=_counter_group),
         Route("POST", "/v1/counters/{name}/incr", _incr, "incrCounter", "add `by` (may be negative) to a counter",
               tag="counter", path_params=path_params, body=obj({"by": int64("the amount to add")}, required=("by",)),
-              response=COUNTER_SCHEMA, mutating=True, on_leader=_write, errors=(400, 409)),
+              response=COUNTER_SCHEMA, mutating=True, on_leader=_write, errors=(400, 409), group_of=_counter_group),
         Route("PUT", "/v1/counters/{name}", _put, "setCounter",
               "set a counter; with `expect`, only if its value is `expect` (compare-and-set)", tag="counter",
               path_params=path_params,
               body=obj({"value": int64("the new value"), "expect": int64("the value it must have now")}, required=("value",)),
-              response=COUNTER_SCHEMA, mutating=True, on_leader=_write, errors=(400, 409)),
+              response=COUNTER_SCHEMA, mutating=True, on_leader=_write, errors=(400, 409), group_of=_counter_group),
     ]

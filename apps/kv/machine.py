@@ -22,6 +22,11 @@ Queries: ``{"op": "get", "key"}`` -> kv or None; ``{"op": "list", "prefix", "lim
 ``{"events", "next_revision"}`` (``Compacted`` once ``from_revision`` left the window);
 ``{"op": "status"}`` -> settings, usage and revisions.
 
+Two-phase commit across groups (``apps.kv.twophase``): ``txn_begin``, ``txn_decide`` (the
+transaction record), ``txn_prepare``, ``txn_finish`` (intents), and the queries ``gets`` (several
+keys at once), ``txn_validate`` and ``txn_record``. A put, delete or txn that writes a key locked
+by a prepared transaction is refused with ``IntentHeld`` (definite 409).
+
 The watch window keeps the last ``watch_window`` events (whole revisions) in revision order;
 ``compact_revision`` is the newest revision dropped from it. Pure and deterministic.
 """
@@ -34,7 +39,8 @@ from typing import Any, Callable, Iterable
 import msgpack
 
 from apps.kv import rules
-from consensus.errors import Compacted, InvalidRequest, QuotaExceeded, RevisionMismatch
+from apps.kv.twophase import COMMITTED, DECISIONS, Prepared, TxnTables, check_groups, check_txn_id, write_keys
+from consensus.errors import Compacted, IntentHeld, InvalidRequest, QuotaExceeded, RevisionMismatch
 from consensus.machine import ApplyContext
 
 MACHINE = "kv"
@@ -50,12 +56,19 @@ _COMMANDS: dict[str, tuple[set[str], set[str]]] = {
     "delete": ({"op", "key"}, {"op", "key", "prev_revision"}),
     "txn": ({"op"}, {"op", "compare", "success", "failure"}),
     "configure": ({"op", "settings"}, {"op", "settings"}),
+    "txn_begin": ({"op", "id", "participants"}, {"op", "id", "participants"}),
+    "txn_decide": ({"op", "id", "decision"}, {"op", "id", "decision", "result"}),
+    "txn_prepare": ({"op", "id", "coordinator", "reads", "writes"}, {"op", "id", "coordinator", "reads", "writes"}),
+    "txn_finish": ({"op", "id", "decision"}, {"op", "id", "decision"}),
 }
 _QUERIES: dict[str, tuple[set[str], set[str]]] = {
     "get": ({"op", "key"}, {"op", "key"}),
     "list": ({"op"}, {"op", "prefix", "limit", "after"}),
     "watch": ({"op"}, {"op", "prefix", "from_revision", "limit"}),
     "status": ({"op"}, {"op"}),
+    "gets": ({"op", "keys"}, {"op", "keys"}),
+    "txn_validate": ({"op", "reads"}, {"op", "reads"}),
+    "txn_record": ({"op", "id"}, {"op", "id"}),
 }
 
 
@@ -87,15 +100,47 @@ def check_command(command: Any) -> dict[str, Any]:
             rules.check_revision(command["prev_revision"], "prev_revision")
     elif op == "txn":
         rules.check_txn(command)
-    else:
+    elif op == "configure":
         rules.check_settings(command["settings"])
+    else:
+        check_txn_id(command["id"])
+        if op == "txn_begin":
+            check_groups(command["participants"], "participants")
+        elif op in ("txn_decide", "txn_finish") and command["decision"] not in DECISIONS:
+            raise InvalidRequest(f"decision must be one of {', '.join(DECISIONS)}")
+        elif op == "txn_prepare":
+            check_groups([command["coordinator"]], "coordinator")
+            _check_reads(command["reads"])
+            rules.check_ops(command["writes"], "writes")
+            if any("get" in w for w in command["writes"]):
+                raise InvalidRequest("writes holds puts and deletes only")
     return command
+
+
+def _check_reads(reads: Any) -> None:
+    """A read set is ``[[key, mod_revision], ...]`` (0: the key did not exist)."""
+    if not isinstance(reads, list) or len(reads) > rules.MAX_TXN_OPS + rules.MAX_TXN_COMPARES:
+        raise InvalidRequest("reads must be a list of [key, mod_revision] pairs")
+    for item in reads:
+        if not isinstance(item, list) or len(item) != 2:
+            raise InvalidRequest("reads must be a list of [key, mod_revision] pairs")
+        rules.check_key(item[0])
+        rules.check_revision(item[1], "a read's mod_revision")
 
 
 def check_query(query: Any) -> dict[str, Any]:
     op = _check_op(query, _QUERIES, "query")
     if op == "get":
         rules.check_key(query["key"])
+    elif op == "gets":
+        if not isinstance(query["keys"], list) or len(query["keys"]) > rules.MAX_TXN_OPS + rules.MAX_TXN_COMPARES:
+            raise InvalidRequest("keys must be a list of keys")
+        for key in query["keys"]:
+            rules.check_key(key)
+    elif op == "txn_validate":
+        _check_reads(query["reads"])
+    elif op == "txn_record":
+        check_txn_id(query["id"])
     elif op in ("list", "watch"):
         rules.check_prefix(query.get("prefix", ""))
         if op == "list" and query.get("after") is not None:
@@ -130,8 +175,17 @@ class KVMachine:
         self.events: list[Event] = []  # events[self.head:] is the window (trimmed lazily, amortized O(1))
         self.head = 0
         self.compact_revision = 0
+        self.txns = TxnTables()
 
     # -- the StateMachine protocol -------------------------------------------------------------
+
+    def wants_time(self) -> bool:
+        """While a transaction holds locks here, leader-stamped time must move on in the log even
+        when nobody writes: that is how a lock grows old enough for anyone to resolve."""
+        return bool(self.txns.prepared)
+
+    def advance_time(self, ctx: ApplyContext) -> None:
+        self.txns.now_ns = max(self.txns.now_ns, ctx.time_ns)
 
     def validate(self, command: dict[str, Any]) -> None:
         check_command(command)
@@ -141,7 +195,14 @@ class KVMachine:
 
     def apply(self, command: dict[str, Any], ctx: ApplyContext) -> Any:
         check_command(command)  # again: a replica never trusts what the proposer checked
+        self.txns.now_ns = max(self.txns.now_ns, ctx.time_ns)
         op = command["op"]
+        if op.startswith("txn_"):
+            return self._two_phase(command, ctx)
+        if op in ("put", "delete"):
+            self._check_unlocked([command["key"]])
+        elif op == "txn":
+            self._check_unlocked(write_keys(command.get("success", []) + command.get("failure", [])))
         if op == "put":
             self._check_prev(command)
             ops = [{"put": {"key": command["key"], "value": command["value"]}}]
@@ -164,6 +225,12 @@ class KVMachine:
         op = query["op"]
         if op == "get":
             return kv_json(query["key"], self.kvs.get(query["key"]))
+        if op == "gets":
+            return {"kvs": [kv_json(k, self.kvs.get(k)) for k in query["keys"]], "revision": self.revision}
+        if op == "txn_validate":
+            return self._validate([tuple(r) for r in query["reads"]], None) or {"ok": True}
+        if op == "txn_record":
+            return self.txns.record_json(query["id"])
         if op == "list":
             return self._list(query.get("prefix", ""), query.get("limit") or rules.MAX_PAGE, query.get("after"))
         if op == "watch":
@@ -171,6 +238,59 @@ class KVMachine:
         return {"settings": dict(self.settings), "keys": len(self.kvs), "bytes": self.total_bytes,
                 "revision": self.revision, "compact_revision": self.compact_revision,
                 "events": len(self.events) - self.head}
+
+    # -- two-phase commit (see apps.kv.twophase) ---------------------------------------------------
+
+    def _check_unlocked(self, keys: list[str]) -> None:
+        for key in keys:
+            holder = self.txns.holder(key, writing=True)
+            if holder is not None:
+                raise IntentHeld(f"key {key[:100]!r} is locked by transaction {holder[:64]}", detail=self.txns.blocker(key, holder))
+
+    def _validate(self, reads: list[tuple[str, int]], me: str | None) -> dict[str, Any] | None:
+        """Return why ``reads`` no longer hold (a key moved on, or another transaction will write it), or None."""
+        for key, revision in reads:
+            holder = self.txns.holder(key, me, writing=False)
+            if holder is not None:
+                return {"ok": False, "reason": "conflict", **self.txns.blocker(key, holder)}
+            record = self.kvs.get(key)
+            if (record[2] if record is not None else 0) != revision:
+                return {"ok": False, "reason": "stale", "key": key}
+        return None
+
+    def _two_phase(self, command: dict[str, Any], ctx: ApplyContext) -> Any:
+        op, txn, tables = command["op"], command["id"], self.txns
+        if op == "txn_begin":
+            return tables.begin(txn, command["participants"])
+        if op == "txn_decide":
+            return tables.decide(txn, command["decision"], command.get("result"))
+        if txn in tables.finished:  # retried (or late) after this group finished it: never lock again
+            state, revision = tables.finished[txn]
+            return {"vote": "finished", "state": state, "revision": revision}
+        if op == "txn_prepare":
+            if txn in tables.prepared:
+                return {"vote": "yes"}
+            reads = [(k, r) for k, r in command["reads"]]
+            refused = self._validate(reads, txn)
+            for key in write_keys(command["writes"]):
+                holder = tables.holder(key, txn, writing=True)
+                if refused is None and holder is not None:
+                    refused = {"ok": False, "reason": "conflict", **tables.blocker(key, holder)}
+            if refused is not None:
+                refused.pop("ok")
+                return {"vote": "no", **refused}
+            staged, _ = self._stage(command["writes"], ctx.seq)
+            try:
+                self._check_quotas({k: r for k, r in staged.items() if r is not None or k in self.kvs})
+            except QuotaExceeded as exc:
+                return {"vote": "no", "reason": "quota", "message": exc.message}
+            tables.lock(txn, Prepared(command["coordinator"], ctx.time_ns, [k for k, _ in reads], command["writes"]))
+            return {"vote": "yes"}
+        prepared = tables.unlock(txn)  # txn_finish
+        if prepared is not None and command["decision"] == COMMITTED:
+            self._commit(prepared.writes, ctx.seq, quotas=False)  # decided: quotas were checked at prepare
+        tables.finished[txn] = [command["decision"], self.revision]
+        return {"vote": "finished", "state": command["decision"], "revision": self.revision}
 
     # -- writes ----------------------------------------------------------------------------------
 
@@ -225,12 +345,13 @@ class KVMachine:
                 answers.append(lambda final, deleted=deleted: {"delete": {"deleted": deleted, "revision": final}})
         return staged, answers
 
-    def _commit(self, ops: Iterable[dict[str, Any]], revision: int) -> tuple[int, list[dict[str, Any]]]:
+    def _commit(self, ops: Iterable[dict[str, Any]], revision: int, quotas: bool = True) -> tuple[int, list[dict[str, Any]]]:
         """Apply ``ops`` at ``revision`` all together (or raise, changing nothing)."""
         staged, answers = self._stage(ops, revision)
         changed = {k: r for k, r in staged.items() if r is not None or k in self.kvs}
         if changed:
-            self._check_quotas(changed)
+            if quotas:
+                self._check_quotas(changed)
             for key, record in changed.items():
                 self._write(key, record, revision)
             self.revision = revision
@@ -330,7 +451,7 @@ class KVMachine:
         order = self.order.copy()
         events = self.events[self.head:]
         header = {"v": 1, "revision": self.revision, "compact_revision": self.compact_revision,
-                  "settings": dict(self.settings)}
+                  "settings": dict(self.settings), "txns": self.txns.to_state()}
 
         def encode() -> bytes:
             state = dict(header, kvs=[[key, *kvs[key]] for key in order], events=[list(e) for e in events])
@@ -352,3 +473,4 @@ class KVMachine:
             self.total_bytes += _size(key, value)
         self.order = list(self.kvs)  # written in sorted order
         self.events = [(e[0], e[1], e[2], e[3]) for e in state["events"]]
+        self.txns = TxnTables.from_state(state.get("txns"))

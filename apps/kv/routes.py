@@ -13,7 +13,8 @@ from typing import Any
 
 from apps.kv import rules
 from apps.kv.machine import MACHINE
-from consensus.errors import KeyNotFound
+from apps.kv.coordinator import GroupCaller, run_txn, with_intents_resolved
+from consensus.errors import InvalidRequest, KeyNotFound
 from consensus.node import Consistency
 from consensus.server.routing import Call, Route
 from consensus.server.schema import Schema, int64, obj
@@ -100,22 +101,60 @@ async def _list(call: Call) -> Any:
     return await call.server.read(call, MACHINE, query, _consistency(call))
 
 
+async def _write(call: Call, command: dict[str, Any]) -> Any:
+    """Propose a plain write; if it meets a cross-group transaction's lock, wait, resolving old ones."""
+    if call.server.host is None:
+        return await call.server.propose(call, MACHINE, command)
+    caller = GroupCaller(call.server.host, call.deadline)
+    return await with_intents_resolved(caller, call.server.config.group,
+                                       lambda: call.server.propose(call, MACHINE, command))
+
+
 async def _put(call: Call) -> Any:
     command = {"op": "put", "key": _key(call), "value": call.body["value"]}
     if "prev_revision" in call.body:
         command["prev_revision"] = call.body["prev_revision"]
-    return await call.server.propose(call, MACHINE, command)
+    return await _write(call, command)
 
 
 async def _delete(call: Call) -> Any:
     command: dict[str, Any] = {"op": "delete", "key": _key(call)}
     if "prev_revision" in call.query:
         command["prev_revision"] = call.query["prev_revision"]
-    return await call.server.propose(call, MACHINE, command)
+    return await _write(call, command)
 
 
 async def _txn(call: Call) -> Any:
-    return await call.server.propose(call, MACHINE, {"op": "txn", **call.body})
+    return await run_txn(call)
+
+
+_INTERNAL_OPS = ("txn_begin", "txn_decide", "txn_prepare", "txn_finish", "txn", "gets", "txn_validate", "txn_record")
+
+
+async def _internal(call: Call) -> Any:
+    """One step of a cross-group transaction sent by a coordinator that hosts no member of this group."""
+    body = call.body
+    if ("command" in body) == ("query" in body):
+        raise InvalidRequest("give exactly one of command and query")
+    message = body.get("command", body.get("query"))
+    if not isinstance(message, dict) or message.get("op") not in _INTERNAL_OPS:
+        raise InvalidRequest(f"a step's op is one of {', '.join(_INTERNAL_OPS)}")
+    if "command" in body:
+        return {"result": await call.node.propose(MACHINE, message, idempotency_key=body.get("idempotency_key"),
+                                                  timeout=call.remaining())}
+    return {"result": await call.node.read(MACHINE, message, consistency=Consistency.LINEARIZABLE,
+                                           timeout=call.remaining())}
+
+
+def _key_group(request: Any, shards: Any) -> str | None:
+    key = request.match_info.get("key")
+    return shards.group_of(key) if key else None
+
+
+def _prefix_group(request: Any, shards: Any) -> str | None:
+    """A prefix whose keys all live in one group is answered there (else: X-Raft-Group names one)."""
+    groups = shards.groups_of_prefix(request.query.get("prefix", ""))
+    return groups[0] if len(groups) == 1 else None
 
 
 async def _watch(call: Call) -> Any:
@@ -152,7 +191,7 @@ def _linearizable(call: Call) -> bool:
     return call.query.get("consistency", "linearizable") == "linearizable"
 
 
-def _write(call: Call) -> bool:
+def _always(call: Call) -> bool:
     return True
 
 
@@ -163,35 +202,41 @@ def routes() -> list[Route]:
     return [
         Route("GET", KEY_PATH, _get, "getKey", "read a key (404 key_not_found if it does not exist)", tag="kv",
               path_params=key, query=read, response=KV_SCHEMA, on_leader=_linearizable, local_fallback=True,
-              errors=(400, 404)),
+              errors=(400, 404), group_of=_key_group),
         Route("PUT", KEY_PATH, _put, "putKey",
               "write a key; with prev_revision, only if its mod_revision is that (0: only if it does not exist)",
               tag="kv", path_params=key,
               body=obj({"value": VALUE_SCHEMA, "prev_revision": REVISION_SCHEMA}, required=("value",)),
-              response=PUT_RESULT, mutating=True, on_leader=_write, errors=(400, 409)),
+              response=PUT_RESULT, mutating=True, on_leader=_always, errors=(400, 409), group_of=_key_group),
         Route("DELETE", KEY_PATH, _delete, "deleteKey",
               "delete a key; with prev_revision, only if its mod_revision is that", tag="kv", path_params=key,
-              query={"prev_revision": REVISION_SCHEMA}, response=DELETE_RESULT, mutating=True, on_leader=_write,
-              errors=(400, 409)),
+              query={"prev_revision": REVISION_SCHEMA}, response=DELETE_RESULT, mutating=True, on_leader=_always,
+              errors=(400, 409), group_of=_key_group),
         Route("GET", "/v1/kv", _list, "listKeys", "a page of keys by prefix, in key order, after `after`", tag="kv",
               query={"prefix": PREFIX_SCHEMA, "limit": {"type": "integer", "minimum": 1, "maximum": rules.MAX_PAGE},
                      "after": PREFIX_SCHEMA, **read},
-              response=PAGE_SCHEMA, on_leader=_linearizable, local_fallback=True, errors=(400,)),
+              response=PAGE_SCHEMA, on_leader=_linearizable, local_fallback=True, errors=(400,), group_of=_prefix_group),
         Route("POST", "/v1/txn", _txn, "txn",
               "compare, then run the success or the failure ops, atomically, at one revision", tag="kv",
-              body=TXN_BODY, response=TXN_RESULT, mutating=True, on_leader=_write, errors=(400, 409)),
+              body=TXN_BODY, response=TXN_RESULT, mutating=True, on_leader=_always, errors=(400, 409, 504)),
+        Route("POST", "/v1/kv-internal", _internal, "kvInternalStep",
+              "one step of a cross-group transaction (two-phase commit), for coordinators on other nodes; "
+              "X-Raft-Group names the group", tag="kv",
+              body=obj({"command": {"type": "object"}, "query": {"type": "object"},
+                        "idempotency_key": {"type": "string", "minLength": 1, "maxLength": 256}}),
+              response=obj({"result": {"nullable": True}}), mutating=True, on_leader=_always, errors=(400, 404, 409)),
         Route("GET", "/v1/watch", _watch, "watch",
               "long-poll: the put and delete events under `prefix` from `from_revision` (default: after now), "
               "answered as soon as one applies on this node; 410 compacted once it left the window", tag="kv",
               query={"prefix": PREFIX_SCHEMA, "from_revision": dict(REVISION_SCHEMA, minimum=1),
                      "timeout_ms": {"type": "integer", "minimum": 0, "maximum": MAX_WATCH_MS,
                                     "description": f"how long to wait for an event (default and most {MAX_WATCH_MS})"}},
-              response=WATCH_RESULT, errors=(400, 410)),
+              response=WATCH_RESULT, errors=(400, 410), group_of=_prefix_group),
         Route("GET", "/v1/kv-settings", _get_settings, "getKVSettings",
               "the config store's replicated settings, usage and revisions", tag="kv", query=read,
               response=STATUS_SCHEMA, on_leader=_linearizable, local_fallback=True, errors=(400,)),
         Route("PUT", "/v1/kv-settings", _put_settings, "putKVSettings",
               "change settings: max_keys, max_bytes (keys plus values), watch_window (events kept for watch)",
               tag="kv", body=dict(obj(SETTINGS_PROPERTIES), minProperties=1), response=SETTINGS_SCHEMA,
-              mutating=True, on_leader=_write, errors=(400, 409)),
+              mutating=True, on_leader=_always, errors=(400, 409)),
     ]

@@ -72,6 +72,29 @@ def _row(url: str, status: dict[str, Any]) -> list[str]:
     ]
 
 
+def _group_bodies(status: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(status.get("groups") or [status])
+
+
+def _status_rows(results: list[tuple[str, Any]]) -> list[list[str]]:
+    """One row per endpoint; with several Raft groups, one per (endpoint, group) and a GROUP column."""
+    grouped = any(isinstance(r, dict) and any(b.get("group", "default") != "default" for b in _group_bodies(r))
+                  for _, r in results)
+    rows = [list(_COLUMNS)]
+    if grouped:
+        rows[0].insert(1, "GROUP")
+    for url, result in results:
+        if not isinstance(result, dict):
+            rows.append([url, *[""] * (len(rows[0]) - 2), result.message])
+            continue
+        for body in _group_bodies(result) if grouped else [result]:
+            row = _row(url, body)
+            if grouped:
+                row.insert(1, str(body.get("group", "default")))
+            rows.append(row)
+    return rows
+
+
 def format_table(rows: list[list[str]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
@@ -85,10 +108,7 @@ def _status(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps([r if isinstance(r, dict) else {"endpoint": url, "error": r.to_dict()} for url, r in results], indent=2))
         elif len(failed) < len(results):
-            rows = [list(_COLUMNS)]
-            for url, result in results:
-                rows.append(_row(url, result) if isinstance(result, dict) else [url, "", "", "", "", "", "", "", "", result.message])
-            print(format_table(rows))
+            print(format_table(_status_rows(results)))
         if failed:
             for url, error in failed:
                 print(f"consensus status: {error.message}", file=sys.stderr)

@@ -36,6 +36,7 @@ from consensus.server.forward import Forwarder
 from consensus.server.listener import BoundedHandler, ConnectionCount, Limits
 from consensus.server.metrics import Metrics
 from consensus.server.routing import Call, Route, build_call
+from consensus.shards import DEFAULT_GROUP
 
 log = logging.getLogger("consensus.server")
 
@@ -65,6 +66,7 @@ class ServerConfig:
     # peer link (one hop, no second HTTP request). "http": it relays the HTTP request to the
     # leader's HTTP endpoint (the older path; leader-only routes always take it).
     forward: str = "engine"
+    group: str = DEFAULT_GROUP  # the Raft group this server's node is a member of
 
 
 def _json_response(body: Any, status: int = 200) -> web.Response:
@@ -84,6 +86,7 @@ class Server:
         self.in_flight = 0  # requests of bounded routes being answered now
         self.metrics = Metrics(node, lambda: (self.connections.open, self.in_flight))
         self.forwarder = Forwarder(node.id)
+        self.host: Any = None  # the GroupHost serving this server beside its sibling groups, if any
         self.routes: list[Route] = core_routes()
         for app in self.apps:
             self.routes.extend(app.routes())

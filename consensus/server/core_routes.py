@@ -53,14 +53,27 @@ STATUS_SCHEMA = obj(
         "peers": {"type": "array", "items": _PEER_SCHEMA},
         "state_digest": {"type": "string", "description": "with ?digest=true: a hash of every machine's state at digest_index"},
         "digest_index": {"type": "integer", "description": "with ?digest=true: the applied index state_digest reflects"},
+        "group": {"type": "string", "description": "the Raft group this status describes (\"default\" without --group)"},
+        "groups": {"type": "array", "items": {"type": "object"},
+                   "description": "the status of this process's member of every group it hosts (the same shape)"},
     }
 )
 
 
 def status_body(call: Call) -> dict[str, Any]:
-    server = call.server
+    """Return the status of the request's group, with every hosted group's under "groups"."""
+    body = server_status(call.server)
+    host = call.server.host
+    if host is not None:
+        body["groups"] = [server_status(s) for s in host.servers.values()]
+    return body
+
+
+def server_status(server: Any) -> dict[str, Any]:
+    """Return one group member's status (``server`` is that group's ``Server``)."""
     status = server.node.status()
     return {
+        "group": server.config.group,
         "id": status.id,
         "role": status.role.value,
         "term": status.term,
@@ -91,17 +104,25 @@ async def _status(call: Call) -> Any:
     body = status_body(call)
     if call.query.get("digest") == "true":  # replica agreement checks (chaos): costs a snapshot
         body["digest_index"], body["state_digest"] = await call.node.state_digest()
+        host = call.server.host
+        for group_body, server in zip(body.get("groups", []), host.servers.values() if host else ()):
+            group_body["digest_index"], group_body["state_digest"] = await server.node.state_digest()
     return body
 
 
 async def _readyz(call: Call) -> Any:
+    """Ready when every group this process hosts is (the request's group first)."""
+    host = call.server.host
+    nodes = [call.node] + ([s.node for s in host.servers.values() if s.node is not call.node] if host else [])
+    for node in nodes:
+        status = node.status()
+        if not status.healthy:
+            raise Unavailable(f"{status.id} cannot take part: {status.problem}")
+        if status.leader is None:
+            raise Unavailable(f"{status.id} knows no leader at term {status.term}")
+        if status.last_applied < status.commit_index:
+            raise Unavailable(f"{status.id} has applied {status.last_applied} of {status.commit_index} committed entries")
     status = call.node.status()
-    if not status.healthy:
-        raise Unavailable(f"{status.id} cannot take part: {status.problem}")
-    if status.leader is None:
-        raise Unavailable(f"{status.id} knows no leader at term {status.term}")
-    if status.last_applied < status.commit_index:
-        raise Unavailable(f"{status.id} has applied {status.last_applied} of {status.commit_index} committed entries")
     return {"ready": True, "leader": status.leader, "last_applied": status.last_applied}
 
 

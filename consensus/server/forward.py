@@ -26,7 +26,7 @@ from consensus.server.routing import FORWARDED_HEADER, TIMEOUT_HEADER
 if TYPE_CHECKING:
     from consensus.server.routing import Call
 
-_PASSED_HEADERS = ("Idempotency-Key", "X-Raft-Session", "Authorization")
+_PASSED_HEADERS = ("Idempotency-Key", "X-Raft-Session", "Authorization", "X-Raft-Group")
 _MAX_RESPONSE_BYTES = 16 << 20
 # Give the leader a little less time than we have, so its answer (even a 504) reaches us in time.
 _SLACK_SECONDS = 0.25
@@ -54,7 +54,8 @@ class Forwarder:
             await self._session.close()
             self._session = None
 
-    async def forward(self, call: "Call", leader_id: str, base_url: str, *, write: bool) -> web.StreamResponse:
+    async def forward(self, call: "Call", leader_id: str, base_url: str, *, write: bool,
+                      extra_headers: dict[str, str] | None = None) -> web.StreamResponse:
         """Send ``call`` to the leader at ``base_url`` and return its answer unchanged."""
         remaining = call.remaining()
         if remaining <= _SLACK_SECONDS:
@@ -67,6 +68,7 @@ class Forwarder:
         for name in _PASSED_HEADERS:
             if name in call.request.headers:
                 headers[name] = call.request.headers[name]
+        headers.update(extra_headers or {})
         url = URL(base_url.rstrip("/") + call.request.rel_url.raw_path_qs, encoded=True)
         try:
             async with self._get_session().request(

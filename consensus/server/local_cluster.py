@@ -1,6 +1,8 @@
 """``consensus cluster``: a local cluster of N ``consensus serve`` processes, in the foreground.
 
 Nodes listen on 127.0.0.1: Raft ports ``--base-port``.. and HTTP ports ``--http-base-port``..
+With ``--groups G``, each of the N processes hosts one member of every group g1..gG (Raft port
+of node I in group J: ``base-port + J*N + I``), and ``DATA_DIR/shards.json`` is the shard map.
 Each node's log goes to ``DATA_DIR/nI.log``; ``DATA_DIR/cluster.json`` records every node's
 ports, PID and command line (to restart one by hand). Ctrl-C or SIGTERM stops every child by
 PID; if this process dies anyway, each child notices (``PR_SET_PDEATHSIG`` and a parent watch)
@@ -19,7 +21,7 @@ from typing import Any, Awaitable, TypeVar
 
 from consensus.cli import CommandError, UsageError
 from consensus.server.apps import DEFAULT_APPS
-from consensus.testing.local import ClusterError, LocalCluster, plan_nodes
+from consensus.testing.local import ClusterError, LocalCluster, plan_groups, plan_nodes
 from consensus.testing.procs import HOST, child_env, die_with_parent, port_in_use
 
 __all__ = ["register", "run", "child_env", "die_with_parent", "port_in_use"]  # the helpers: for older imports
@@ -29,13 +31,20 @@ _SUPERVISE_EVERY = 0.2
 T = TypeVar("T")
 
 
+def _raft_ports(args: argparse.Namespace) -> range:
+    return range(args.base_port, args.base_port + args.nodes * (args.groups or 1))
+
+
 def _check_args(args: argparse.Namespace) -> None:
     if not 1 <= args.nodes <= 15:
         raise UsageError("--nodes must be from 1 to 15")
-    for flag, base in (("--base-port", args.base_port), ("--http-base-port", args.http_base_port)):
-        if not 1024 <= base <= 65535 - args.nodes + 1:
-            raise UsageError(f"{flag} must leave room for {args.nodes} ports between 1024 and 65535")
-    raft = set(range(args.base_port, args.base_port + args.nodes))
+    if args.groups is not None and not 1 <= args.groups <= 16:
+        raise UsageError("--groups must be from 1 to 16")
+    raft_count = len(_raft_ports(args))
+    for flag, base, count in (("--base-port", args.base_port, raft_count), ("--http-base-port", args.http_base_port, args.nodes)):
+        if not 1024 <= base <= 65535 - count + 1:
+            raise UsageError(f"{flag} must leave room for {count} ports between 1024 and 65535")
+    raft = set(_raft_ports(args))
     if raft & set(range(args.http_base_port, args.http_base_port + args.nodes)):
         raise UsageError("the Raft and HTTP port ranges overlap")
     if args.token_file and not os.path.isfile(args.token_file):
@@ -45,6 +54,10 @@ def _check_args(args: argparse.Namespace) -> None:
 def plan(args: argparse.Namespace, data_dir: str) -> LocalCluster:
     """Return the cluster the flags describe (not started)."""
     token = Path(os.path.abspath(args.token_file)) if args.token_file else None
+    if args.groups is not None:
+        return LocalCluster(plan_groups(args.nodes, args.groups, data_dir, apps=[a for a in args.apps.split(",") if a],
+                                        raft_base=args.base_port, http_base=args.http_base_port,
+                                        token_file=token, log_level=args.log_level))
     specs = plan_nodes(args.nodes, data_dir, apps=[a for a in args.apps.split(",") if a],
                        raft_ports=range(args.base_port, args.base_port + args.nodes),
                        http_ports=range(args.http_base_port, args.http_base_port + args.nodes),
@@ -75,7 +88,7 @@ class _Stopping:
 
 def run(args: argparse.Namespace) -> int:
     _check_args(args)
-    for port in [*range(args.base_port, args.base_port + args.nodes), *range(args.http_base_port, args.http_base_port + args.nodes)]:
+    for port in [*_raft_ports(args), *range(args.http_base_port, args.http_base_port + args.nodes)]:
         if port_in_use(port):
             raise CommandError(f"port {port} on {HOST} is in use; pick other ports with --base-port / --http-base-port")
     data_dir = os.path.abspath(args.data_dir) if args.data_dir else tempfile.mkdtemp(prefix="raftwork-cluster-")
@@ -104,11 +117,22 @@ async def _foreground(cluster: LocalCluster, data_dir: Path) -> None:
         if stopping.event.is_set():
             return
         _print_table(cluster)
-        leader = await stopping.race(_find_leader(cluster))
-        if stopping.event.is_set():
-            return
-        print(f"leader {leader}" if leader else "no leader yet; see the node logs", flush=True)
-        print(f"cluster ready: {cluster.n} nodes; Ctrl-C stops them", flush=True)
+        if cluster.specs[cluster.names[0]].groups:
+            leaders = await stopping.race(_find_group_leaders(cluster))
+            if stopping.event.is_set():
+                return
+            for group, leader in (leaders or {}).items():
+                print(f"group {group} leader {leader}", flush=True)
+            if not leaders:
+                print("no leader in every group yet; see the node logs", flush=True)
+            print(f"cluster ready: {len(cluster.groups)} groups of {cluster.n} nodes; shard map "
+                  f"{data_dir / 'shards.json'}; Ctrl-C stops them", flush=True)
+        else:
+            leader = await stopping.race(_find_leader(cluster))
+            if stopping.event.is_set():
+                return
+            print(f"leader {leader}" if leader else "no leader yet; see the node logs", flush=True)
+            print(f"cluster ready: {cluster.n} nodes; Ctrl-C stops them", flush=True)
         await _supervise(cluster, stopping.event)
     finally:
         await cluster.stop()
@@ -125,11 +149,20 @@ async def _find_leader(cluster: LocalCluster) -> str | None:
     return f"{name} {node.raft} {node.http} at term {(status or {}).get('term')}"
 
 
+async def _find_group_leaders(cluster: LocalCluster) -> dict[str, str]:
+    try:
+        leaders = await cluster.wait_for_group_leaders(_LEADER_TIMEOUT)
+    except TimeoutError:
+        return {}
+    return {group: f"{name} {cluster.specs[name].groups[group]}" for group, name in leaders.items()}
+
+
 def _print_table(cluster: LocalCluster) -> None:
     from consensus.client.commands import format_table
 
     rows = [["NODE", "PID", "RAFT", "HTTP", "LOG"]]
-    rows += [[n.name, str(n.pid), n.raft, n.http, str(n.log)] for n in cluster.nodes]
+    rows += [[n.name, str(n.pid), ",".join(f"{g}={r}" for g, r in cluster.specs[n.name].groups.items()) or n.raft,
+              n.http, str(n.log)] for n in cluster.nodes]
     print(format_table(rows), flush=True)
 
 
@@ -154,6 +187,8 @@ def register(subparsers: Any) -> None:
         description="Start N `consensus serve` processes on 127.0.0.1 and keep them running; Ctrl-C stops them all.",
     )
     p.add_argument("--nodes", type=int, default=3, help="how many nodes (default 3)")
+    p.add_argument("--groups", type=int, metavar="G",
+                   help="run G Raft groups g1..gG, each node hosting a member of every group (default: one group)")
     p.add_argument("--base-port", type=int, default=7001, help="first Raft port (default 7001)")
     p.add_argument("--http-base-port", type=int, default=8001, help="first HTTP port (default 8001)")
     p.add_argument("--data-dir", metavar="DIR", help="where nodes keep their data and logs (default: a fresh temp dir)")

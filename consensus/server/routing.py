@@ -23,6 +23,7 @@ from consensus.server.schema import Schema, parse_json, validate
 
 if TYPE_CHECKING:
     from consensus.node import Node
+    from consensus.shards import ShardMap
     from consensus.server.app import Server
 
 Handler = Callable[["Call"], Awaitable[Any]]
@@ -35,6 +36,8 @@ TIMEOUT_HEADER = "X-Request-Timeout"
 # Below a millisecond no answer can come in time (5e-324 used to be accepted and always timed out).
 MIN_TIMEOUT_SECONDS = 0.001
 FORWARDED_HEADER = "X-Raft-Forwarded-By"
+# Names the Raft group that should answer (a process may host several; see server/groups.py).
+GROUP_HEADER = "X-Raft-Group"
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,9 @@ class Route:
     # OpenAPI links from the 200 answer, by name: {"operationId": ..., "parameters": {...}}. Links
     # from a write to the reads of the same resource are added by themselves.
     links: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # The Raft group that answers this request, from the raw request and the shard map (the group
+    # of a kv key, of a counter name); None: the first group the process hosts (server/groups.py).
+    group_of: Callable[[web.Request, "ShardMap"], str | None] | None = None
 
 
 @dataclass

@@ -37,9 +37,10 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import aiohttp
 
 from consensus.server.apps import DEFAULT_APPS
+from consensus.shards import ShardMap
 from consensus.testing.procs import HOST, NodeProcess, last_line, pick_ports
 
-__all__ = ["ClusterError", "PortTaken", "NodeSpec", "NodeInfo", "LocalCluster", "plan_nodes", "agreed_leader",
+__all__ = ["ClusterError", "PortTaken", "NodeSpec", "NodeInfo", "LocalCluster", "plan_nodes", "plan_groups", "agreed_leader",
            "start_with_retries", "replace_views"]
 
 LIVE_TIMEOUT = 30.0
@@ -74,6 +75,10 @@ class NodeSpec:
     token_file: Path | None = None
     log_level: str = "info"
     extra_args: tuple[str, ...] = ()
+    # Several Raft groups: {group: this node's Raft address in it}; peers come from ``shards_file``
+    # (``raft`` is then the first group's address and ``peers`` that group's members).
+    groups: Mapping[str, str] = field(default_factory=dict)
+    shards_file: Path | None = None
 
     @property
     def url(self) -> str:
@@ -81,8 +86,12 @@ class NodeSpec:
 
     def argv(self) -> list[str]:
         """Return the ``consensus serve`` command line of this node."""
-        peers = ",".join(f"{raft}={url}" for raft, url in self.peers.items())
-        argv = [sys.executable, "-m", "consensus", "serve", "--id", self.raft, "--peers", peers, "--http", self.http,
+        if self.groups:
+            members = [arg for group, raft in self.groups.items() for arg in ("--group", f"{group}={raft}")]
+            where = [*members, "--shards", str(self.shards_file)]
+        else:
+            where = ["--id", self.raft, "--peers", ",".join(f"{raft}={url}" for raft, url in self.peers.items())]
+        argv = [sys.executable, "-m", "consensus", "serve", *where, "--http", self.http,
                 "--data-dir", str(self.data_dir), "--apps", ",".join(self.apps), "--log-level", self.log_level,
                 "--exit-with-parent"]
         if self.token_file is not None:
@@ -123,6 +132,33 @@ def plan_nodes(n: int, data_dir: Path | str, *, apps: Sequence[str] = DEFAULT_AP
     return [NodeSpec(name=f"n{i + 1}", raft=f"{HOST}:{rafts[i]}", http=f"{HOST}:{https[i]}",
                      data_dir=root / f"n{i + 1}", log=root / f"n{i + 1}.log", peers=dict(peers), apps=tuple(apps),
                      **options)
+            for i in range(n)]
+
+
+def plan_groups(n: int, groups: int, data_dir: Path | str, *, apps: Sequence[str] = ("counter",),
+                raft_base: int | None = None, http_base: int | None = None, rng: random.Random | None = None,
+                **options: Any) -> list[NodeSpec]:
+    """Plan ``n`` processes n1..nN that each host one member of every group g1..gG (G x N engines;
+    ``consensus cluster --groups G --nodes N``) and write the shard map to ``data_dir/shards.json``
+    (keys hashed over the groups). Node I's Raft port in group J is ``raft_base + J*N + I``."""
+    if not 1 <= groups <= 16:
+        raise ValueError("a local cluster has from 1 to 16 groups")
+    if not 1 <= n <= 15:
+        raise ValueError("a local cluster has from 1 to 15 nodes")
+    picked = iter(pick_ports(n * groups + n, rng) if raft_base is None or http_base is None else [])
+    names = [f"g{j + 1}" for j in range(groups)]
+    rafts = {(j, i): f"{HOST}:{raft_base + j * n + i if raft_base is not None else next(picked)}"
+             for j in range(groups) for i in range(n)}
+    https = [f"{HOST}:{http_base + i if http_base is not None else next(picked)}" for i in range(n)]
+    root = Path(data_dir).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    shards = ShardMap.from_dict({"groups": {names[j]: [{"raft": rafts[j, i], "http": f"http://{https[i]}"}
+                                                       for i in range(n)] for j in range(groups)}})
+    shards_file = root / "shards.json"
+    shards.write(shards_file)
+    return [NodeSpec(name=f"n{i + 1}", raft=rafts[0, i], http=https[i], data_dir=root / f"n{i + 1}",
+                     log=root / f"n{i + 1}.log", peers=shards.peers(names[0]), apps=tuple(apps),
+                     groups={names[j]: rafts[j, i] for j in range(groups)}, shards_file=shards_file, **options)
             for i in range(n)]
 
 
@@ -304,6 +340,36 @@ class LocalCluster:
             if time.monotonic() > deadline:
                 wanted = "an agreed leader" + (f" other than {other_than}" if other_than else "")
                 raise TimeoutError(f"no {wanted} within {timeout:.1f}s; statuses: {await self.brief()}")
+            await asyncio.sleep(0.05)
+
+    # -- several groups ----------------------------------------------------------------------
+
+    @property
+    def groups(self) -> list[str]:
+        """The Raft groups the nodes host (["default"] for a one-group cluster)."""
+        first = next(iter(self.specs.values()))
+        return list(first.groups) or ["default"]
+
+    async def group_leader(self, group: str) -> str | None:
+        """Return the node whose member of ``group`` the reachable members agree leads, or None."""
+        found: dict[str, dict[str, Any]] = {}
+        for name, status in (await self.statuses()).items():
+            for body in (status or {}).get("groups", [status] if status else []):
+                if body.get("group", "default") == group:
+                    found[name] = body
+        raft = {s.name: (s.groups.get(group) if s.groups else s.raft) or "" for s in self.specs.values()}
+        members = sum(1 for s in self.specs.values() if not s.groups or group in s.groups)
+        return agreed_leader(found, raft, members)
+
+    async def wait_for_group_leaders(self, timeout: float = 20.0) -> dict[str, str]:
+        """Poll until every group has an agreed leader; return {group: node name}."""
+        deadline = time.monotonic() + timeout
+        while True:
+            leaders = {g: await self.group_leader(g) for g in self.groups}
+            if all(leaders.values()):
+                return {g: name for g, name in leaders.items() if name}
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no leader in every group within {timeout:.0f}s: {leaders}")
             await asyncio.sleep(0.05)
 
     async def wait_caught_up(self, names: Iterable[str] | None = None, timeout: float = 30.0) -> None:
