@@ -78,7 +78,7 @@ class Workload:
 
     name: str = ""
     description: str = ""
-    model: str = ""
+    model: str | None = ""  # None: not checked for linearizability (no model to state)
     init: Any = None
     apps: tuple[str, ...] = ("counter",)
 
