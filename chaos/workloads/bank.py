@@ -62,6 +62,9 @@ class BankWorkload(Workload):
         if balance < 0:
             raise ValueError("an account's initial balance is not negative")
         super().__init__(accounts=accounts, balance=balance, **options)
+        if self.read_consistency != "linearizable":  # its reads are transactions: there is no stale one
+            raise ValueError("the bank workload reads in transactions, which are always linearizable: "
+                             "--read-consistency stale does not apply")
         self.accounts = accounts
         self.init: list[int] = [balance] * accounts
 

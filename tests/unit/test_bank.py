@@ -108,6 +108,6 @@ def test_the_workload_states_its_init_and_checks_with_it():
     checks = bank.check(_history([*_transfer(0, 0, 1, 7), *_read(1, [0, 14, 7])]))
     assert checks["bank"].valid is Verdict.VALID and checks["stats"].valid is Verdict.VALID
     assert bank.check(_history([*_read(1, [10, 10, 10])]))["bank"].valid is Verdict.INVALID  # 30, not 21
-    for bad in ({"accounts": 1}, {"balance": -1}):
+    for bad in ({"accounts": 1}, {"balance": -1}, {"read_consistency": "stale"}):
         with pytest.raises(ValueError):
             make_workload("bank", **bad)
