@@ -9,6 +9,7 @@ Every checker is a pure function of an in-memory history (a list of
 """
 
 from .linear import INVALID, UNKNOWN_VERDICT, VALID, LinearizabilityResult, PartitionResult, check_calls, check_linearizable
+from .bank import BankResult, check_bank
 from .invariants import (CounterResult, LockResult, SetResult, Stats, check_counter, check_lock, check_set,
                          latency_series, quantiles, rate_series, stats)
 from .models import ILLEGAL, MODELS, UNKNOWN, Model, ModelError, make_model, model_names
@@ -16,4 +17,4 @@ from .models import ILLEGAL, MODELS, UNKNOWN, Model, ModelError, make_model, mod
 __all__ = ["check_linearizable", "check_calls", "LinearizabilityResult", "PartitionResult", "VALID", "INVALID",
            "UNKNOWN_VERDICT", "Model", "ModelError", "make_model", "model_names", "MODELS", "UNKNOWN", "ILLEGAL",
            "check_counter", "check_lock", "check_set", "stats", "latency_series", "rate_series", "quantiles",
-           "CounterResult", "LockResult", "SetResult", "Stats"]
+           "CounterResult", "LockResult", "SetResult", "Stats", "check_bank", "BankResult"]

@@ -140,7 +140,8 @@ class _Run:
 
     async def worker(self, slot: int, endpoints: list[str], gen: Any, pacer: Pacer, stop: asyncio.Event) -> None:
         process = slot
-        client = _TracingClient(endpoints, timeout=self.config.op_timeout, rng=derive_rng(self.seed, f"client-{slot}"))
+        client = _TracingClient(endpoints, timeout=self.config.op_timeout, rng=derive_rng(self.seed, f"client-{slot}"),
+                                sessions=self.workload.sessions)
         async with client:
             state = self.workload.new_process()
             try:
@@ -169,7 +170,7 @@ class _Run:
 
     async def final_reads(self, endpoints: list[str]) -> None:
         """Read every key once more after recovery, each by a fresh process, retrying on failure."""
-        client = _TracingClient(endpoints, timeout=self.config.final_timeout)
+        client = _TracingClient(endpoints, timeout=self.config.final_timeout, sessions=self.workload.sessions)
         async with client:
             for spec in self.workload.final_ops(self.recorder.ops):
                 for _ in range(FINAL_READ_ATTEMPTS):

@@ -3,13 +3,15 @@ their checkers.
 
 ``make_workload(name)`` builds one: ``register`` (config store, get / put / CAS on revisions),
 ``counter`` (counter app), ``kv`` (config store, get / put / delete / txn), ``set`` (config-store
-keys under a prefix) and ``lock`` (lock service and a fenced register).
+keys under a prefix), ``lock`` (lock service and a fenced register) and ``bank`` (transfers in
+transactions, across Raft groups when there are several).
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable
 
+from chaos.workloads.bank import BankWorkload, bank_ops
 from chaos.workloads.base import CONSISTENCIES, OpSpec, Outcome, Workload, classify_error, ok
 from chaos.workloads.counter import CounterWorkload, counter_ops
 from chaos.workloads.kv import KvWorkload, kv_ops
@@ -18,16 +20,15 @@ from chaos.workloads.register import RegisterWorkload, register_ops
 from chaos.workloads.set import SetWorkload, set_ops
 
 __all__ = ["WORKLOADS", "PLANNED", "CONSISTENCIES", "Workload", "OpSpec", "Outcome", "ok", "classify_error",
-           "make_workload", "register_ops", "counter_ops", "kv_ops", "set_ops", "lock_step", "RegisterWorkload",
+           "make_workload", "register_ops", "bank_ops", "BankWorkload", "counter_ops", "kv_ops", "set_ops", "lock_step", "RegisterWorkload",
            "CounterWorkload", "KvWorkload", "SetWorkload", "LockWorkload", "LockProcess", "UnknownWorkload"]
 
 WORKLOADS: dict[str, Callable[..., Workload]] = {"register": RegisterWorkload, "counter": CounterWorkload,
-                                                 "lock": LockWorkload, "kv": KvWorkload, "set": SetWorkload}
+                                                 "lock": LockWorkload, "kv": KvWorkload, "set": SetWorkload,
+                                                 "bank": BankWorkload}
 
 # Named in the design, waiting for their apps.
-PLANNED = {
-    "bank": "the bank workload needs transactions across Raft groups, which do not exist yet",
-}
+PLANNED: dict[str, str] = {}
 
 
 class UnknownWorkload(ValueError):

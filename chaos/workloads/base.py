@@ -15,6 +15,7 @@ A workload is data plus small parts, Jepsen's shape:
 - ``final_ops(history)``: the reads issued after the final heal;
 - ``check(history, timeout) -> {name: CheckResult}``: each checker's result
   (:class:`chaos.verdict.CheckResult`: a verdict, JSON, a summary);
+- ``sessions``: whether the run's clients use client sessions (default) or only idempotency keys;
 - ``model`` and ``init``: the linearizability model its history is checked against and the
   initial value of every key, stated in the history's header and ``test.json`` so
   ``chaos check`` gives the run's verdict.
@@ -78,9 +79,12 @@ class Workload:
 
     name: str = ""
     description: str = ""
-    model: str = ""
+    model: str | None = ""  # None: not checked for linearizability (no model to state)
     init: Any = None
     apps: tuple[str, ...] = ("counter",)
+    # Whether the run's clients number writes in a client session (exactly-once by session); with
+    # False they rely on each write's Idempotency-Key alone (what a transaction across groups takes).
+    sessions: bool = True
 
     def __init__(self, *, read_consistency: str = "linearizable", **options: Any) -> None:
         if read_consistency not in CONSISTENCIES:

@@ -3,6 +3,7 @@
     python -m pytest -m slow tests/integration/test_chaos_acceptance.py
 
 - ``chaos test --workload lock|kv|set --nemesis all --time-limit 60`` exits 0 with every report file;
+- ``chaos test --workload bank --nemesis all --time-limit 30`` (issue 13) likewise, the bank checker valid;
 - ``chaos test-all`` over every workload with ``--nemesis all`` on 3 and 5 nodes prints its table,
   every row valid.
 """
@@ -36,6 +37,19 @@ def test_the_app_workloads_survive_every_nemesis(tmp_path, workload):
         assert (run / name).is_file() and (run / name).stat().st_size > 0, name
     results = json.loads((run / "results.json").read_text())
     assert results["valid"] is True and results["checkers"]["faults"]["injected"] >= 3, results["checkers"]["faults"]
+    no_process_left(run)
+
+
+def test_the_bank_workload_survives_every_nemesis(tmp_path):
+    proc = chaos("test", "--workload", "bank", "--nemesis", "all", "--time-limit", "30", "--store", str(tmp_path),
+                 "--quiet", timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    run = (tmp_path / "latest").resolve()
+    for name in REPORT:
+        assert (run / name).is_file() and (run / name).stat().st_size > 0, name
+    checkers = json.loads((run / "results.json").read_text())["checkers"]
+    assert checkers["bank"]["valid"] is True and checkers["bank"]["final"] is not None, checkers["bank"]
+    assert checkers["bank"]["transfers"] > 0 and checkers["faults"]["injected"] >= 1, checkers["faults"]
     no_process_left(run)
 
 

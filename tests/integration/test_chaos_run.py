@@ -177,6 +177,35 @@ def test_the_app_workloads_through_test_all_smoke(tmp_path):
     assert json.loads((Path(rows[2]["RUN"]) / "results.json").read_text())["checkers"]["set"]["lost"] == []
 
 
+def test_the_bank_workload_smoke(tmp_path):
+    """The quick smoke run of the bank workload (transactions on one group): a leader killed, every
+    report file, the bank checker's verdict, and ``chaos analyze`` agreeing with it."""
+    proc = chaos("test", "--workload", "bank", "--nemesis", "kill-leader", "--time-limit", "5",
+                 "--nemesis-interval", "1.5,2", "--recovery", "1", "--store", str(tmp_path), "--quiet", timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    run = (tmp_path / "latest").resolve()
+    for name in REPORT:
+        assert (run / name).is_file() and (run / name).stat().st_size > 0, name
+    header = json.loads((run / "history.jsonl").read_text().splitlines()[0])
+    assert (header["workload"], header["init"]) == ("bank", [10] * 8)
+    bank = json.loads((run / "results.json").read_text())["checkers"]["bank"]
+    assert bank["valid"] is True and bank["reads"] > 0 and bank["transfers"] > 0 and bank["errors"] == []
+    assert sum(bank["final_balances"]) == bank["total"] == 80
+    analyzed = chaos("analyze", str(run), "--no-report")
+    assert analyzed.returncode == 0, analyzed.stdout + analyzed.stderr
+    # A read that lost money, written into the stored history: the re-check names it, invalid.
+    lines = (run / "history.jsonl").read_text().splitlines()
+    at = next(i for i, line in enumerate(lines) if '"type":"ok"' in line and '"f":"read"' in line)
+    op = json.loads(lines[at])
+    op["value"][0] -= 1
+    lines[at] = json.dumps(op)
+    (run / "history.jsonl").write_text("\n".join(lines) + "\n")
+    bad = chaos("analyze", str(run), "--no-report")
+    assert bad.returncode == 1 and "wrong-total" in bad.stdout, bad.stdout + bad.stderr
+    assert json.loads((run / "results.json").read_text())["checkers"]["bank"]["errors"][0]["op"]["index"] == op["index"]
+    no_process_left(run)
+
+
 @pytest.mark.slow
 def test_test_all_matrix(tmp_path):
     proc = chaos("test-all", "--workloads", "register,counter", "--nemeses", "none,partition,kill,pause",

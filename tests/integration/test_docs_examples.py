@@ -21,7 +21,8 @@ _BLOCK = re.compile(r"<!-- example: (python|pytest) -->\n```python\n(.*?)```", r
 EXPECTED = {
     ("chaos-cluster.md", 0): "new leader elected: True\ncounter: 1\n",
     ("chaos-cluster.md", 1): "True [] 4\n",
-    ("chaos.md", 0): "VALID ['faults', 'linear', 'logs', 'replicas', 'stats']\n",
+    ("chaos.md", 0): "INVALID wrong-total 26 2 (6, 14, 10)\n",
+    ("chaos.md", 1): "VALID ['faults', 'linear', 'logs', 'replicas', 'stats']\n",
 }
 
 

@@ -91,7 +91,7 @@ def test_counter_check_bounds():
     assert result.valid is Verdict.INVALID and "read 5 outside [2, 2] (line 5)" in result.summary()
 
 
-@pytest.mark.parametrize("name", ["bank", "nope"])
+@pytest.mark.parametrize("name", ["ledger", "nope"])
 def test_unavailable_workloads_are_refused_in_one_line(name):
     with pytest.raises(UnknownWorkload) as info:
         make_workload(name)
