@@ -91,6 +91,8 @@ def run_profile(bench: Bench) -> None:
 SCENARIO_RUNNERS: dict[str, Callable[[Bench], None]] = {
     "embedded": runner.run_embedded,
     "http": runner.run_http,
+    "kv": runner.run_kv,
+    "locks": runner.run_locks,
     "sweep": runner.run_sweep,
     "payload": runner.run_payload,
     "sizes": runner.run_sizes,
