@@ -2,7 +2,7 @@
 
 ::
 
-    consensus bench                                   # every default scenario (about 30 minutes)
+    consensus bench                                   # every default scenario (about 40 minutes)
     consensus bench --scenario http,failover --concurrency 1,8,32 --duration 3 --out results/
     consensus bench --scenario kv,locks --lock-clients 8 --repeats 5
     python -m consensus.bench --scenario embedded --embedded-concurrency 64
