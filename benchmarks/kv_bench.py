@@ -1,19 +1,14 @@
-"""Config store throughput and watch delivery latency on a local 3-node cluster.
+"""Config store watch delivery latency on a local 3-node cluster.
 
-    python benchmarks/kv_bench.py [--seconds 10] [--concurrency 32] [--watch-samples 300] [--fsync always]
+    python benchmarks/kv_bench.py [--watch-samples 300] [--rounds 3] [--fsync always]
 
 Starts three ``consensus serve --apps counter,kv`` processes on loopback (fsync always by
-default), then:
+default); a watcher (its own client, long-polling a follower) and a writer (another client,
+through any node): the writer puts one key at a time and the latency is from the moment the put
+is sent to the moment the watcher has the event; p50 and p99, medians of ``--rounds``.
 
-- puts/s: ``--concurrency`` tasks put distinct keys through one ``KVClient`` (HTTP, client
-  sessions on: every put is exactly-once) for ``--seconds``; the count of acknowledged puts over
-  the time taken;
-- watch latency: a watcher (its own client, long-polling a follower) and a writer (another
-  client, through any node); the writer puts one key at a time and the latency is from the
-  moment the put is sent to the moment the watcher has the event. p50 and p99.
-
-Rounds alternate (``--rounds``, default 3) and medians are printed. No etcd here: if an
-``etcd`` binary is on PATH, ``consensus bench --scenario http`` runs it side by side.
+Puts and gets per second (to the leader and through a follower, side by side with etcd) are
+``consensus bench --scenario kv`` (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -30,25 +25,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from apps.kv import KVClient  # noqa: E402
 from consensus.testing.local import LocalCluster, plan_nodes  # noqa: E402
-
-
-async def puts_per_second(endpoints: list[str], seconds: float, concurrency: int, round_no: int) -> float:
-    async with KVClient(endpoints, timeout=10) as kv:
-        await kv.put(f"bench/warm/{round_no}", "x")  # opens the client session
-        done = 0
-        stop = time.perf_counter() + seconds
-
-        async def worker(w: int) -> None:
-            nonlocal done
-            i = 0
-            while time.perf_counter() < stop:
-                await kv.put(f"bench/{round_no}/{w}/{i}", "v" * 32)
-                done += 1
-                i += 1
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker(w) for w in range(concurrency)))
-        return done / (time.perf_counter() - started)
 
 
 async def watch_latencies(watch_url: str, endpoints: list[str], samples: int, round_no: int) -> list[float]:
@@ -88,8 +64,6 @@ def quantile(values: list[float], q: float) -> float:
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--watch-samples", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--fsync", choices=["always", "never"], default="always")
@@ -99,16 +73,13 @@ async def main() -> None:
         async with LocalCluster(specs) as cluster:
             leader = await cluster.wait_for_leader()
             follower = next(n.http for n in cluster.nodes if n.name != leader)
-            rates, p50s, p99s = [], [], []
+            p50s, p99s = [], []
             for r in range(args.rounds):
-                rates.append(await puts_per_second(cluster.endpoints, args.seconds, args.concurrency, r))
                 latencies = await watch_latencies(follower, cluster.endpoints, args.watch_samples, r)
                 p50s.append(quantile(latencies, 0.5) * 1000)
                 p99s.append(quantile(latencies, 0.99) * 1000)
-                print(f"round {r + 1}: {rates[-1]:.0f} puts/s at c={args.concurrency}; "
-                      f"watch p50 {p50s[-1]:.2f} ms p99 {p99s[-1]:.2f} ms", flush=True)
-    print(f"raftwork kv, 3 nodes, fsync {args.fsync}: median {statistics.median(rates):.0f} puts/s at "
-          f"c={args.concurrency}; watch delivery median p50 {statistics.median(p50s):.2f} ms, "
+                print(f"round {r + 1}: watch p50 {p50s[-1]:.2f} ms p99 {p99s[-1]:.2f} ms", flush=True)
+    print(f"raftwork kv, 3 nodes, fsync {args.fsync}: watch delivery median p50 {statistics.median(p50s):.2f} ms, "
           f"p99 {statistics.median(p99s):.2f} ms ({args.rounds} rounds)")
 
 

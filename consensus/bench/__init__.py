@@ -2,8 +2,9 @@
 
 ::
 
-    consensus bench                                   # every default scenario (about 30 minutes)
+    consensus bench                                   # every default scenario (about 40 minutes)
     consensus bench --scenario http,failover --concurrency 1,8,32 --duration 3 --out results/
+    consensus bench --scenario kv,locks --lock-clients 8 --repeats 5
     python -m consensus.bench --scenario embedded --embedded-concurrency 64
 
 Every system runs as real processes on 127.0.0.1 with its own ports and data dirs; the load
@@ -75,13 +76,16 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scenario", type=_scenarios, default=list(DEFAULT_SCENARIOS), metavar="NAME[,NAME]",
                    help=f"what to measure: {', '.join(SCENARIOS)}, or all (default: all but profile)")
     p.add_argument("--concurrency", type=_ints(1, 4096), default=d.concurrency, metavar="C[,C]",
-                   help="concurrent clients for the http, payload and sizes scenarios (default 32)")
+                   help="concurrent clients for the http, kv, payload and sizes scenarios (default 32)")
     p.add_argument("--embedded-concurrency", type=_ints(1, 4096), default=d.embedded_concurrency, metavar="C[,C]",
                    help="concurrent callers for the embedded scenario; the last one for embedded payloads (default 1,64)")
     p.add_argument("--sweep", type=_ints(1, 4096), default=d.sweep, metavar="C[,C]", help="concurrency levels of the sweep scenario (default 1,8,32,128)")
     p.add_argument("--payloads", type=_ints(1, 60_000), default=d.payloads, metavar="BYTES[,BYTES]", help="value sizes of the payload scenario (default 16,1024,16384)")
     p.add_argument("--sizes", type=_ints(1, 7), default=d.sizes, metavar="N[,N]", help="cluster sizes of the sizes scenario (default 1,3,5)")
-    p.add_argument("--targets", type=_targets, default=d.targets, metavar="leader,follower", help="where the http scenario sends requests (default both)")
+    p.add_argument("--targets", type=_targets, default=d.targets, metavar="leader,follower",
+                   help="where the http, kv and locks scenarios send requests (default both)")
+    p.add_argument("--lock-clients", type=_positive(int), default=d.lock_clients, metavar="N",
+                   help="clients of the locks scenario, each with its own session (etcd: lease): all on one lock, then on N locks (default 8)")
     p.add_argument("--duration", type=_positive(float), default=d.duration, metavar="S", help="seconds measured per repeat (default 5)")
     p.add_argument("--warmup", type=float, default=d.warmup, metavar="S", help="seconds of load before measuring, not counted (default 1)")
     p.add_argument("--repeats", type=_positive(int), default=d.repeats, metavar="N", help="interleaved repeats per point; rows are medians (default 3)")
@@ -112,7 +116,8 @@ def settings_from_args(args: argparse.Namespace) -> BenchSettings:
     out = args.out or f"bench-results/{datetime.datetime.now():%Y%m%d-%H%M%S}"
     return BenchSettings(
         scenarios=args.scenario, concurrency=args.concurrency, embedded_concurrency=args.embedded_concurrency,
-        sweep=args.sweep, payloads=args.payloads, sizes=args.sizes, targets=args.targets, duration=args.duration,
+        sweep=args.sweep, payloads=args.payloads, sizes=args.sizes, targets=args.targets, lock_clients=args.lock_clients,
+        duration=args.duration,
         warmup=args.warmup, repeats=args.repeats, failovers=args.failovers, failover_writers=args.failover_writers,
         failover_window=args.failover_window, catchup_entries=args.catchup_entries, pause_seconds=args.pause_seconds,
         profile_seconds=args.profile_seconds, memory_items=args.memory_items, fsync=args.fsync, etcd=not args.no_etcd, pysyncobj=not args.no_pysyncobj,
@@ -149,8 +154,11 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 
 def register(subparsers: Any) -> None:
+    scenarios = "\n".join(f"  {name:<9} {what}" for name, what in SCENARIOS.items())
     parser = subparsers.add_parser("bench", help="measure throughput, latency, failover and catch-up against etcd and raw pysyncobj",
-                                   description="Measure raftwork side by side with etcd and raw pysyncobj on this machine.")
+                                   description="Measure raftwork side by side with etcd and raw pysyncobj on this machine.",
+                                   epilog=f"scenarios (--scenario):\n{scenarios}\nSee docs/benchmarks.md.",
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_arguments(parser)
     parser.set_defaults(func=command)
 

@@ -3,7 +3,8 @@
 - failover: writers (all on the leader, moving to the next node after a connection error, a
   timeout or a 503/504, one-second attempts) run; the leader is killed -9 once writes flow; the
   sample is the time from the kill to the first successful write issued after it. The victim
-  is restarted and the cluster settles before the next sample; systems alternate.
+  is restarted and the cluster settles before the next sample; systems alternate. The writers
+  stop at that first write (or when the window runs out), so a sample costs its own length.
 - catch-up after a restart: a follower is killed -9, the leader commits ``catchup_entries``
   more log entries (entries, not writes: raftwork's group commit puts several writes in one),
   the follower is restarted; the sample is the time from the restart (process start included)
@@ -63,7 +64,7 @@ def wait_writes_flow(cluster: LocalCluster, leader: int, load_proc: LoadProcess)
 
 def _writers(workload: str, targets: list[str], concurrency: int, duration: float, timeline: bool = False) -> LoadSpec:
     return LoadSpec(workload, targets, concurrency, duration, warmup=0.0, timeout=_ATTEMPT_TIMEOUT, rotate=True,
-                    spread=False, timeline=timeline, key_prefix=f"f{uuid.uuid4().hex[:6]}")
+                    spread=False, timeline=timeline, stop_on_line=timeline, key_prefix=f"f{uuid.uuid4().hex[:6]}")
 
 
 def failover_sample(cluster: LocalCluster, workload: str, writers: int, window: float) -> float | None:
@@ -76,6 +77,7 @@ def failover_sample(cluster: LocalCluster, workload: str, writers: int, window: 
         wait_writes_flow(cluster, leader, writers_proc)
         killed_at = time.monotonic()
         cluster.kill(leader)
+        writers_proc.stop_at_first_success_since(killed_at)  # the sample is in: no need to run out the window
         result = writers_proc.result()
     finally:
         writers_proc.kill()

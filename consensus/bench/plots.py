@@ -55,7 +55,7 @@ def _latency_plot(rows: list[LoadRow], path: Path) -> Path:
     ax.set_xticklabels(labels, fontsize=6)
     ax.set_ylabel("milliseconds")
     ax.set_yscale("log")
-    ax.set_title("latency quantiles (http scenario)")
+    ax.set_title("latency quantiles (http, kv and locks scenarios)")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -72,7 +72,7 @@ def write_plots(results: BenchResults, directory: str | Path) -> list[Path]:
     if sweep:
         written.append(_line_plot(sweep, "concurrency", "concurrent clients", "throughput vs concurrency (to the leader)",
                                   out / "throughput-vs-concurrency.png", results.ceiling))
-    http = [r for r in results.loads if r.scenario == "http"]
+    http = [r for r in results.loads if r.scenario in ("http", "kv", "locks")]
     if http:
         written.append(_latency_plot(http, out / "latency-quantiles.png"))
     sizes = [r for r in results.loads if r.scenario == "sizes"]

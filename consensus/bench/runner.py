@@ -26,18 +26,21 @@ from consensus.bench.settings import BenchSettings
 
 Progress = Callable[[str], None]
 
-# (what the row says, raftwork workload, etcd workload, the app raftwork needs, lock names)
-HTTP_OPS: list[tuple[str, str, str, str, int]] = [
-    ("counter incr", "rw-incr", "etcd-put", "counter", 1),
-    ("linearizable get", "rw-get", "etcd-range", "counter", 1),
-    ("stale get", "rw-stale", "etcd-range-serializable", "counter", 1),
-    ("kv put", "rw-kv-put", "etcd-put", "kv", 1),
-    ("kv get", "rw-kv-get", "etcd-range", "kv", 1),
-    ("lock 1 name", "rw-lock", "etcd-lock", "locks", 1),
-    ("lock 8 names", "rw-lock", "etcd-lock", "locks", 8),
+# (what the row says, raftwork workload, etcd workload), per scenario
+HTTP_OPS: list[tuple[str, str, str]] = [
+    ("counter incr", "rw-incr", "etcd-put"),
+    ("linearizable get", "rw-get", "etcd-range"),
+    ("stale get", "rw-stale", "etcd-range-serializable"),
 ]
+KV_OPS: list[tuple[str, str, str]] = [
+    ("kv put", "rw-kv-put", "etcd-put"),
+    ("kv linearizable get", "rw-kv-get", "etcd-range"),
+    ("kv stale get", "rw-kv-stale", "etcd-range-serializable"),
+]
+LOCK_OP = ("rw-lock", "etcd-lock")  # acquire (waiting) + release, one session or lease per client
+# the app each raftwork workload needs (the rest need the counter app)
+_APP_OF = {"rw-kv-put": "kv", "rw-kv-get": "kv", "rw-kv-stale": "kv", "rw-lock": "locks", "rw-session": "locks"}
 EMBEDDED_OPS = [("propose", "propose"), ("linearizable read", "read"), ("stale read", "stale")]
-_APP_ISSUE = {"kv": "the kv app (issue 10) is not installed yet", "locks": "the locks app (issue 10) is not installed yet"}
 
 
 class Bench:
@@ -57,7 +60,10 @@ class Bench:
 
     def close(self) -> None:
         self._clusters.clear()
-        self._stack.close()
+        try:
+            self._stack.close()
+        finally:
+            load.close()  # the shared load client process
 
     # -- clusters, started on first use -----------------------------------------------------------
 
@@ -175,10 +181,10 @@ def cpu_per_op(run: dict[str, Any], pids: dict[int, int], leader: int) -> dict[s
 
 
 def _app_ready(bench: Bench, scenario: str, workload: str) -> bool:
-    app = next(a for _, w, _, a, _ in HTTP_OPS if w == workload)
+    app = _APP_OF.get(workload, "counter")
     if app in served_apps():
         return True
-    bench.results.skip(scenario, f"{workload}: {_APP_ISSUE.get(app, app + ' is not installed')}")
+    bench.results.skip(scenario, f"{workload}: the {app} app is not installed")
     return False
 
 
@@ -203,14 +209,31 @@ def run_embedded(bench: Bench) -> None:
 
 
 def run_http(bench: Bench) -> None:
+    _run_ops(bench, "http", HTTP_OPS)
+
+
+def run_kv(bench: Bench) -> None:
+    _run_ops(bench, "kv", KV_OPS)
+
+
+def _run_ops(bench: Bench, scenario: str, ops: list[tuple[str, str, str]]) -> None:
     for concurrency in bench.settings.concurrency:
-        for op, rw_workload, etcd_workload, _, locks in HTTP_OPS:
+        for op, rw_workload, etcd_workload in ops:
             for target in bench.settings.targets:
-                bench.http_pair("http", op, rw_workload, etcd_workload, target, concurrency, locks=locks)
+                bench.http_pair(scenario, op, rw_workload, etcd_workload, target, concurrency)
+
+
+def run_locks(bench: Bench) -> None:
+    """``--lock-clients`` clients contending on one lock, then each on a lock of its own."""
+    clients = bench.settings.lock_clients
+    for locks in sorted({1, clients}):
+        op = "lock 1 name" if locks == 1 else f"lock {locks} names"
+        for target in bench.settings.targets:
+            bench.http_pair("locks", op, *LOCK_OP, target, clients, locks=locks)
 
 
 def run_sweep(bench: Bench) -> None:
-    for op, rw_workload, etcd_workload, _, _ in HTTP_OPS[:2]:
+    for op, rw_workload, etcd_workload in HTTP_OPS[:2]:
         for concurrency in bench.settings.sweep:
             bench.http_pair("sweep", op, rw_workload, etcd_workload, "leader", concurrency)
 
@@ -224,7 +247,7 @@ def run_payload(bench: Bench) -> None:
 
 def run_sizes(bench: Bench) -> None:
     for n in bench.settings.sizes:
-        for op, rw_workload, etcd_workload, _, _ in HTTP_OPS[:3]:
+        for op, rw_workload, etcd_workload in HTTP_OPS:
             for concurrency in bench.settings.concurrency:
                 bench.http_pair("sizes", op, rw_workload, etcd_workload, "leader", concurrency, nodes=n)
         if n != 3:  # the 3-node clusters stay for the scenarios after this one

@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 # In the order they run: the ones that kill and pause nodes come last, on the same clusters.
 SCENARIOS: dict[str, str] = {
     "embedded": "Node.propose, linearizable and stale reads in the leader's process, vs raw pysyncobj",
-    "http": "counter incr, linearizable and stale gets, kv put/get, lock acquire+release (1 and 8 locks), to the leader and through a follower, vs etcd",
+    "http": "counter incr, linearizable and stale gets at each --concurrency, to the leader and through a follower, vs etcd put and ranges",
+    "kv": "config store put, linearizable get and stale get at each --concurrency, to the leader and through a follower, vs etcd put and ranges",
+    "locks": "lock acquire+release round trips of --lock-clients clients on one lock and on one lock each, to the leader and through a follower, vs etcd's lock API",
     "sweep": "HTTP counter incr and linearizable get to the leader at each --sweep concurrency, vs etcd",
     "payload": "embedded proposals and HTTP kv puts of each --payloads size, vs raw pysyncobj and etcd",
     "sizes": "HTTP writes and reads on clusters of each --sizes size, vs etcd of the same size",
@@ -16,18 +18,19 @@ SCENARIOS: dict[str, str] = {
     "catchup": "a follower restarted after missing --catchup-entries entries, and one resumed after a --pause-seconds SIGSTOP, vs etcd",
     "profile": "py-spy samples of the leader's process under HTTP writes: where its time goes, by thread and frame",
 }
-DEFAULT_SCENARIOS = ("embedded", "http", "sweep", "payload", "sizes", "memory", "failover", "catchup")
+DEFAULT_SCENARIOS = ("embedded", "http", "kv", "locks", "sweep", "payload", "sizes", "memory", "failover", "catchup")
 
 
 @dataclass
 class BenchSettings:
     scenarios: list[str] = field(default_factory=lambda: list(DEFAULT_SCENARIOS))
-    concurrency: list[int] = field(default_factory=lambda: [32])  # the http and payload scenarios
+    concurrency: list[int] = field(default_factory=lambda: [32])  # the http, kv, payload and sizes scenarios
     embedded_concurrency: list[int] = field(default_factory=lambda: [1, 64])
     sweep: list[int] = field(default_factory=lambda: [1, 8, 32, 128])
     payloads: list[int] = field(default_factory=lambda: [16, 1024, 16384])
     sizes: list[int] = field(default_factory=lambda: [1, 3, 5])
     targets: list[str] = field(default_factory=lambda: ["leader", "follower"])
+    lock_clients: int = 8  # the locks scenario: clients on one lock, then as many locks as clients
     duration: float = 5.0  # seconds measured per repeat
     warmup: float = 1.0  # seconds run before measuring, not counted
     repeats: int = 3  # interleaved A, B, A, B ...; the row is the median
@@ -47,8 +50,10 @@ class BenchSettings:
     def load_levels(self) -> list[int]:
         """Return every HTTP concurrency this run uses (the client's ceiling is measured at each)."""
         levels: set[int] = set()
-        if {"http", "payload", "sizes"} & set(self.scenarios):
+        if {"http", "kv", "payload", "sizes"} & set(self.scenarios):
             levels |= set(self.concurrency)
+        if "locks" in self.scenarios:
+            levels.add(self.lock_clients)
         if "sweep" in self.scenarios:
             levels |= set(self.sweep)
         if "failover" in self.scenarios:

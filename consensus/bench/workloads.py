@@ -129,17 +129,25 @@ def _rw_get(consistency: str) -> Op:
     return op
 
 
+async def _rw_kv_put_setup(http: aiohttp.ClientSession, url: str, worker: int, ctx: OpContext) -> dict[str, Any]:
+    """Write the worker's key before the clock starts, so every get reads a value.
+
+    The linearizable get after it returns once this node has applied the put, so a stale get
+    here finds the key from the first request on.
+    """
+    state = await _no_setup(http, url, worker, ctx)
+    await _rw_kv_put(http, url, state, 0)
+    await _rw_kv_get("linearizable")(http, url, state, 0)
+    return state
+
+
 async def _rw_kv_put(http: aiohttp.ClientSession, url: str, state: dict[str, Any], seq: int) -> None:
     await call(http, "PUT", f"{url}/v1/kv/{state['key']}", {"value": state["value"]})
 
 
 def _rw_kv_get(consistency: str) -> Op:
     async def op(http: aiohttp.ClientSession, url: str, state: dict[str, Any], seq: int) -> None:
-        try:
-            await call(http, "GET", f"{url}/v1/kv/{state['key']}?consistency={consistency}")
-        except OpError as exc:
-            if not exc.kind.endswith("key_not_found"):  # an absent key is a good answer
-                raise
+        await call(http, "GET", f"{url}/v1/kv/{state['key']}?consistency={consistency}")
 
     return op
 
@@ -172,6 +180,14 @@ async def _etcd_lease_grant(http: aiohttp.ClientSession, url: str, state: dict[s
     await call(http, "POST", f"{url}/v3/lease/grant", {"TTL": 600})
 
 
+async def _etcd_put_setup(http: aiohttp.ClientSession, url: str, worker: int, ctx: OpContext) -> dict[str, Any]:
+    """Write the worker's key before the clock starts, so every range reads a value (as on raftwork)."""
+    state = await _no_setup(http, url, worker, ctx)
+    await _etcd_put(http, url, state, 0)
+    await _etcd_range(False)(http, url, state, 0)  # this member has applied the put: serializable ranges see it
+    return state
+
+
 def _etcd_range(serializable: bool) -> Op:
     async def op(http: aiohttp.ClientSession, url: str, state: dict[str, Any], seq: int) -> None:
         await call(http, "POST", f"{url}/v3/kv/range", {"key": _b64(state["key"]), "serializable": serializable})
@@ -202,13 +218,14 @@ WORKLOADS: dict[str, Workload] = {
         Workload("rw-get", "raftwork", _rw_get("linearizable"), _no_setup, False, "GET /v1/counters/K (linearizable)"),
         Workload("rw-stale", "raftwork", _rw_get("stale"), _no_setup, False, "GET /v1/counters/K?consistency=stale"),
         Workload("rw-kv-put", "raftwork", _rw_kv_put, _no_setup, True, "PUT /v1/kv/K"),
-        Workload("rw-kv-get", "raftwork", _rw_kv_get("linearizable"), _no_setup, False, "GET /v1/kv/K (linearizable)"),
+        Workload("rw-kv-get", "raftwork", _rw_kv_get("linearizable"), _rw_kv_put_setup, False, "GET /v1/kv/K (linearizable)"),
+        Workload("rw-kv-stale", "raftwork", _rw_kv_get("stale"), _rw_kv_put_setup, False, "GET /v1/kv/K?consistency=stale"),
         Workload("rw-lock", "raftwork", _rw_lock, _rw_lock_setup, True, "acquire + release of a lock, one session per worker"),
         Workload("etcd-put", "etcd", _etcd_put, _no_setup, True, "POST /v3/kv/put"),
         Workload("etcd-put-new", "etcd", _etcd_put_new_key, _no_setup, True, "POST /v3/kv/put of a new key each time"),
         Workload("etcd-lease", "etcd", _etcd_lease_grant, _no_setup, True, "POST /v3/lease/grant (etcd's session)"),
-        Workload("etcd-range", "etcd", _etcd_range(False), _no_setup, False, "POST /v3/kv/range (linearizable)"),
-        Workload("etcd-range-serializable", "etcd", _etcd_range(True), _no_setup, False, "POST /v3/kv/range (serializable)"),
+        Workload("etcd-range", "etcd", _etcd_range(False), _etcd_put_setup, False, "POST /v3/kv/range (linearizable)"),
+        Workload("etcd-range-serializable", "etcd", _etcd_range(True), _etcd_put_setup, False, "POST /v3/kv/range (serializable)"),
         Workload("etcd-lock", "etcd", _etcd_lock, _etcd_lock_setup, True, "lock + unlock with a lease per worker"),
     ]
 }

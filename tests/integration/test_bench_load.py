@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from aiohttp import web
 
@@ -19,6 +21,32 @@ def test_the_load_client_process_measures_a_do_nothing_server():
     assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
     assert result["rate"] == pytest.approx(result["ops"] / result["seconds"], rel=0.01)
     assert budget["ops"] == 50 and budget["seconds"] < 30  # stopped by the budget, not the clock
+
+
+def test_back_to_back_loads_share_one_client_process_and_close_stops_it():
+    with NullServer() as null:
+        load.run(LoadSpec("null", [null.url], concurrency=2, duration=0.2, warmup=0))
+        first = load._shared.proc
+        again = load.run(LoadSpec("null", [null.url], concurrency=2, duration=0.2, warmup=0))
+        assert load._shared.proc is first and first.poll() is None and again["ops"] > 0
+        load.close()
+        assert first.poll() is not None and load._shared.proc is None
+        assert load.run(LoadSpec("null", [null.url], concurrency=1, duration=0.2, warmup=0))["ops"] > 0  # a new one
+    load.close()
+
+
+def test_a_load_told_a_time_stops_at_its_first_success_issued_after_it():
+    with NullServer() as null:
+        client = load.LoadProcess()
+        client.start(LoadSpec("null", [null.url], concurrency=2, duration=60, warmup=0, timeline=True, stop_on_line=True))
+        try:
+            since = time.monotonic()
+            client.stop_at_first_success_since(since)
+            result = client.result()
+        finally:
+            client.kill()
+    assert result["seconds"] < 60 and result["ops"] >= 1  # ended by the first success, not by the clock
+    assert max(start for start, _ in result["timeline"]) >= since
 
 
 def test_a_closed_port_is_a_definite_failure_and_a_bad_spec_a_clear_error():

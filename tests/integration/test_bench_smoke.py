@@ -20,6 +20,7 @@ import pytest
 
 from consensus.bench.etcd import etcd_binary
 from consensus.bench.profile import py_spy
+from consensus.bench.settings import SCENARIOS
 
 ROOT = Path(__file__).resolve().parents[2]
 HAS_ETCD = etcd_binary() is not None
@@ -27,7 +28,7 @@ HAS_ETCD = etcd_binary() is not None
 SMOKE = ["--scenario", "all", "--concurrency", "4", "--embedded-concurrency", "4", "--sweep", "1,4", "--payloads", "16,1024",
          "--sizes", "1", "--duration", "0.3", "--warmup", "0.1", "--repeats", "1", "--failovers", "1",
          "--failover-writers", "4", "--failover-window", "4", "--catchup-entries", "100", "--pause-seconds", "0.5",
-         "--profile-seconds", "1", "--memory-items", "300"]
+         "--profile-seconds", "1", "--memory-items", "300", "--lock-clients", "4"]
 
 
 def _bench(*args: str, timeout: float = 280) -> subprocess.CompletedProcess[str]:
@@ -70,25 +71,52 @@ def test_embedded_rows_compare_each_op_with_raw_pysyncobj(smoke):
     assert all(r["baseline"] == "pysyncobj" and r["ratio"] > 0 for r in rows)
 
 
-def test_http_rows_go_to_the_leader_and_through_a_follower_and_pair_with_etcd(smoke):
-    _, _, data = smoke
-    rows = _loads(data, "http", "raftwork")
-    assert {(r["op"], r["target"]) for r in rows} >= {(op, t) for op in ("counter incr", "linearizable get", "stale get")
-                                                       for t in ("leader", "follower")}
+def _paired_rows(data: dict, scenario: str, ops: list[str], concurrency: int) -> list[dict]:
+    """Check ``scenario`` has each op to the leader and through a follower, clean and paired with etcd."""
+    rows = _loads(data, scenario, "raftwork")
+    assert [(r["op"], r["target"]) for r in rows] == [(op, t) for op in ops for t in ("leader", "follower")]
     for row in rows:
         _sane(row)
         assert row["failed"] == row["unknown"] == 0, row["errors"]
-        assert row["client_ceiling"] == data["client_ceiling"]["4"]
+        assert row["concurrency"] == concurrency and row["client_ceiling"] == data["client_ceiling"][str(concurrency)]
         if HAS_ETCD:
-            assert row["baseline"] == "etcd" and row["ratio"] > 0
+            assert row["baseline"] == "etcd" and row["ratio"] == pytest.approx(row["rate"] / _etcd_twin(data, row)["rate"], abs=0.01)
     if HAS_ETCD:
-        etcd_ops = {(r["op"], r["target"]) for r in _loads(data, "http", "etcd")}
-        assert etcd_ops == {(r["op"], r["target"]) for r in rows}
+        etcd_rows = _loads(data, scenario, "etcd")
+        assert [(r["op"], r["target"]) for r in etcd_rows] == [(r["op"], r["target"]) for r in rows]
+        for row in etcd_rows:
+            _sane(row)
+            assert row["failed"] == row["unknown"] == 0, row["errors"]
     else:
         assert any("etcd is not installed" in s["reason"] for s in data["skipped"])
-    missing = {"kv", "locks"} - set(data["settings"]["raftwork_apps"])
-    for app in missing:  # the app slots say why they are empty until the apps land
-        assert any(f"the {app} app" in s["reason"] for s in data["skipped"] if s["scenario"] == "http")
+    return rows
+
+
+def _etcd_twin(data: dict, row: dict) -> dict:
+    return next(r for r in _loads(data, row["scenario"], "etcd") if (r["op"], r["target"]) == (row["op"], row["target"]))
+
+
+def test_http_rows_go_to_the_leader_and_through_a_follower_and_pair_with_etcd(smoke):
+    _, _, data = smoke
+    rows = _paired_rows(data, "http", ["counter incr", "linearizable get", "stale get"], 4)
+    assert [r["workload"] for r in rows[::2]] == ["rw-incr", "rw-get", "rw-stale"]
+
+
+def test_kv_rows_put_and_read_both_ways_beside_etcd_put_and_ranges(smoke):
+    _, _, data = smoke
+    rows = _paired_rows(data, "kv", ["kv put", "kv linearizable get", "kv stale get"], 4)
+    assert [r["workload"] for r in rows[::2]] == ["rw-kv-put", "rw-kv-get", "rw-kv-stale"]
+    if HAS_ETCD:
+        assert [r["workload"] for r in _loads(data, "kv", "etcd")[::2]] == ["etcd-put", "etcd-range", "etcd-range-serializable"]
+
+
+def test_lock_rows_contend_on_one_lock_and_spread_over_one_lock_per_client_beside_etcd(smoke):
+    result, _, data = smoke
+    rows = _paired_rows(data, "locks", ["lock 1 name", "lock 4 names"], 4)  # --lock-clients 4
+    assert {r["workload"] for r in rows} == {"rw-lock"}
+    if HAS_ETCD:
+        assert {r["workload"] for r in _loads(data, "locks", "etcd")} == {"etcd-lock"}
+    assert "locks     raftwork   lock 1 name" in result.stdout
 
 
 def test_sweep_payload_and_sizes_rows_cover_every_level(smoke):
@@ -98,6 +126,7 @@ def test_sweep_payload_and_sizes_rows_cover_every_level(smoke):
                                                                   ("linearizable get", 1), ("linearizable get", 4)]
     payload = _loads(data, "payload", "raftwork")
     assert sorted(r["payload"] for r in payload if r["op"] == "propose") == [16, 1024]
+    assert sorted(r["payload"] for r in payload if r["op"] == "kv put") == [16, 1024]
     sizes = _loads(data, "sizes", "raftwork")
     assert {r["nodes"] for r in sizes} == {1} and {r["op"] for r in sizes} == {"counter incr", "linearizable get", "stale get"}
     for row in sweep + payload + sizes:
@@ -125,9 +154,7 @@ def test_failover_and_catchup_events_report_times_and_terms(smoke):
 def test_memory_rows_give_bytes_per_item_on_every_node(smoke):
     _, out, data = smoke
     rows = data["memory"]
-    expected = [("raftwork", "per counter key"), ("raftwork", "per exactly-once record")]
-    if "locks" in data["settings"]["raftwork_apps"]:
-        expected.append(("raftwork", "per lock session"))
+    expected = [("raftwork", "per counter key"), ("raftwork", "per exactly-once record"), ("raftwork", "per lock session")]
     if HAS_ETCD:
         expected += [("etcd", "per key"), ("etcd", "per lease")]
     assert [(m["system"], m["what"]) for m in rows] == expected
@@ -159,6 +186,14 @@ def test_the_results_dir_holds_csv_json_the_table_and_the_plots(smoke):
     assert f"results in {out}" in result.stderr
 
 
+def test_help_lists_every_scenario_with_what_it_measures():
+    result = _bench("--help", timeout=60)
+    assert result.returncode == 0
+    for name in SCENARIOS:
+        assert f"  {name:<9} {SCENARIOS[name][:30]}" in result.stdout
+    assert "--lock-clients N" in result.stdout
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -166,6 +201,7 @@ def test_the_results_dir_holds_csv_json_the_table_and_the_plots(smoke):
         (["--concurrency", "0"], "each value must be from 1 to 4096"),
         (["--targets", "leader,anywhere"], "--targets takes leader, follower or both"),
         (["--duration", "-1"], "must be positive"),
+        (["--lock-clients", "0"], "must be positive"),
         (["--warmup", "-1"], "--warmup must not be negative"),
     ],
 )
