@@ -336,7 +336,35 @@ _LOCK_OPS = ("acquire", "release")
 
 def _mutex_partition(calls: Sequence[Call]) -> dict[Any, list[Call]]:
     # A lock workload's history also has its fenced writes; they are not the lock's operations.
-    return {None: [c for c in calls if c.f in _LOCK_OPS]}
+    return {None: [c for c in calls if c.f in _LOCK_OPS] + _lease_expiries(calls)}
+
+
+def _lease_expiries(calls: Sequence[Call]) -> list[Call]:
+    """A crashed release after every lock held by a process that crashed before releasing it.
+
+    The lock is a lease: when its holder's process crashed (its acquire, or a later op of it,
+    ended ``info``, and the process never issued again), the lock service frees the lock once
+    the session expires, at a time the history does not show. A crashed call may take effect
+    any time after its invoke or never, which is exactly that; without it a later grant to
+    another process would look like two holders at once, a false "invalid". A process that
+    completed every op and kept the lock still holds it.
+    """
+    unreleased: dict[Any, Call] = {}
+    last: dict[Any, Call] = {}
+    for call in sorted(calls, key=lambda c: c.call):
+        last[call.process] = call
+        if call.f == "acquire":
+            unreleased[call.process] = call
+        elif call.f == "release":
+            unreleased.pop(call.process, None)
+    next_id = max((c.id for c in calls), default=0) + 1
+    expiries = []
+    for process, acquire in sorted(unreleased.items(), key=lambda item: item[1].call):
+        if acquire.crashed or last[process].crashed:
+            expiries.append(Call(id=next_id, process=process, f="release", input=None, output=None,
+                                 call=acquire.call, ret=None, invoke=acquire.invoke, completion=None))
+            next_id += 1
+    return expiries
 
 
 def _make_mutex(init: Any) -> Model:
@@ -349,7 +377,8 @@ def _make_mutex(init: Any) -> Model:
 
     return Model(name="mutex", init=lambda key: bool(init), step=_step_from_compile(compile_), compile=compile_,
                  partition=_mutex_partition, describe_state=lambda s: "held" if s else "free", init_value=init,
-                 doc="acquire / release (other ops, such as fenced writes, are left out)")
+                 doc="acquire / release (other ops, such as fenced writes, are left out); a lock whose holder "
+                     "crashed before releasing may be freed any time later (its lease expired)")
 
 
 def _set_compile(model: str, value_of: Callable[[Any], Any]) -> Callable[[tuple[str, Any], Any], Callable[[State], State]]:

@@ -178,6 +178,22 @@ def test_mutex_double_acquire_is_illegal() -> None:
     assert check_linearizable(ok, make_model("mutex")).valid is Verdict.VALID
 
 
+def test_a_lock_whose_holder_crashed_is_freed_when_its_lease_may_have_expired() -> None:
+    # Process 0's acquire ended info (it may hold the lock) and process 0 never issues again: the
+    # session expires and the service frees the lock; a later grant to 1 is no double holder.
+    crashed = ops(("invoke", 0, "acquire", None), ("info", 0, "acquire", None),
+                  ("invoke", 1, "acquire", None), ("ok", 1, "acquire", None))
+    assert check_linearizable(crashed, make_model("mutex")).valid is Verdict.VALID
+    # A holder that kept working (its ops completed) still holds the lock: two holders.
+    alive = ops(("invoke", 0, "acquire", None), ("ok", 0, "acquire", None), ("invoke", 0, "write", 1),
+                ("ok", 0, "write", 1), ("invoke", 1, "acquire", None), ("ok", 1, "acquire", None))
+    assert check_linearizable(alive, make_model("mutex")).valid is Verdict.INVALID
+    # A holder that released is checked as always: 1's grant before 0's release is illegal.
+    early = ops(("invoke", 0, "acquire", None), ("ok", 0, "acquire", None), ("invoke", 1, "acquire", None),
+                ("ok", 1, "acquire", None), ("invoke", 0, "release", None), ("info", 0, "release", None))
+    assert check_linearizable(early, make_model("mutex")).valid is Verdict.INVALID
+
+
 def test_queue_fifo_and_set_histories() -> None:
     fifo = seq((0, "enqueue", 1, 1), (0, "enqueue", 2, 2), (1, "dequeue", None, 2))
     assert check_linearizable(fifo, make_model("queue")).valid is Verdict.INVALID
