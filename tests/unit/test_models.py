@@ -179,10 +179,11 @@ def test_mutex_double_acquire_is_illegal() -> None:
 
 
 def test_a_lock_whose_holder_crashed_is_freed_when_its_lease_may_have_expired() -> None:
-    # Process 0's acquire ended info (it may hold the lock) and process 0 never issues again: the
-    # session expires and the service frees the lock; a later grant to 1 is no double holder.
-    crashed = ops(("invoke", 0, "acquire", None), ("info", 0, "acquire", None),
-                  ("invoke", 1, "acquire", None), ("ok", 1, "acquire", None))
+    # Process 0 got the lock, then its fenced write ended info and it never issued again (the
+    # harness retires a process after an info op): its session expires and the service frees
+    # the lock, so a later grant to 1 is no double holder.
+    crashed = ops(("invoke", 0, "acquire", None), ("ok", 0, "acquire", None), ("invoke", 0, "write", 1),
+                  ("info", 0, "write", None), ("invoke", 1, "acquire", None), ("ok", 1, "acquire", None))
     assert check_linearizable(crashed, make_model("mutex")).valid is Verdict.VALID
     # A holder that kept working (its ops completed) still holds the lock: two holders.
     alive = ops(("invoke", 0, "acquire", None), ("ok", 0, "acquire", None), ("invoke", 0, "write", 1),
