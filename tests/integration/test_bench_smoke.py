@@ -1,5 +1,8 @@
 """Every `consensus bench` scenario, end to end with tiny figures, through the command line.
 
+The default suite runs the embedded, http and kv scenarios; the rest (locks, sweeps, failover,
+catch-up, memory, profile, the plots) run with ``pytest -m bench``.
+
 One run covers all scenarios (starting clusters is the costly part); the assertions check each
 scenario's rows, the ratios against the baselines, the events' terms and the output files.
 The full-size run is in test_bench_full.py (pytest -m bench).
@@ -37,12 +40,26 @@ def _bench(*args: str, timeout: float = 280) -> subprocess.CompletedProcess[str]
                           timeout=timeout, cwd=ROOT, env=env)
 
 
-@pytest.fixture(scope="module")
-def smoke(tmp_path_factory) -> tuple[subprocess.CompletedProcess[str], Path, dict]:
+# The default suite runs the main scenarios (the embedded API and the HTTP paths beside etcd);
+# every scenario, sweeps, failover, catch-up, memory and profile included, runs under -m bench.
+FAST = ["--scenario", "embedded,http,kv", *SMOKE[2:]]
+
+
+def _run_smoke(tmp_path_factory, args: list[str]) -> tuple[subprocess.CompletedProcess[str], Path, dict]:
     out = tmp_path_factory.mktemp("bench")
-    result = _bench(*SMOKE, "--out", str(out))
+    result = _bench(*args, "--out", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     return result, out, json.loads((out / "results.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def fast(tmp_path_factory) -> tuple[subprocess.CompletedProcess[str], Path, dict]:
+    return _run_smoke(tmp_path_factory, FAST)
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory) -> tuple[subprocess.CompletedProcess[str], Path, dict]:
+    return _run_smoke(tmp_path_factory, SMOKE)
 
 
 def _loads(data: dict, scenario: str, system: str | None = None) -> list[dict]:
@@ -54,16 +71,17 @@ def _sane(row: dict) -> None:
     assert row["rate"] > 0 and 0 < lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"], row
 
 
-def test_the_client_ceiling_is_measured_at_every_level_and_printed(smoke):
-    result, _, data = smoke
-    assert set(data["client_ceiling"]) == {"1", "4"} and all(v > 0 for v in data["client_ceiling"].values())
+def test_the_client_ceiling_is_measured_at_every_level_and_printed(fast):
+    result, _, data = fast
+    # every level the run loads at: --concurrency 4 (the sweep's 1 and 4 under -m bench)
+    assert set(data["client_ceiling"]) == {"4"} and all(v > 0 for v in data["client_ceiling"].values())
     samples = data["client_ceiling_samples"]
     assert all(len(v) >= 2 for v in samples.values())  # before the first scenario and after each
     assert "load client ceiling (do-nothing aiohttp server, median of" in result.stdout
 
 
-def test_embedded_rows_compare_each_op_with_raw_pysyncobj(smoke):
-    _, _, data = smoke
+def test_embedded_rows_compare_each_op_with_raw_pysyncobj(fast):
+    _, _, data = fast
     rows = _loads(data, "embedded", "raftwork")
     assert [r["op"] for r in rows] == ["propose", "linearizable read", "stale read"]
     for row in rows + _loads(data, "embedded", "pysyncobj"):
@@ -96,20 +114,21 @@ def _etcd_twin(data: dict, row: dict) -> dict:
     return next(r for r in _loads(data, row["scenario"], "etcd") if (r["op"], r["target"]) == (row["op"], row["target"]))
 
 
-def test_http_rows_go_to_the_leader_and_through_a_follower_and_pair_with_etcd(smoke):
-    _, _, data = smoke
+def test_http_rows_go_to_the_leader_and_through_a_follower_and_pair_with_etcd(fast):
+    _, _, data = fast
     rows = _paired_rows(data, "http", ["counter incr", "linearizable get", "stale get"], 4)
     assert [r["workload"] for r in rows[::2]] == ["rw-incr", "rw-get", "rw-stale"]
 
 
-def test_kv_rows_put_and_read_both_ways_beside_etcd_put_and_ranges(smoke):
-    _, _, data = smoke
+def test_kv_rows_put_and_read_both_ways_beside_etcd_put_and_ranges(fast):
+    _, _, data = fast
     rows = _paired_rows(data, "kv", ["kv put", "kv linearizable get", "kv stale get"], 4)
     assert [r["workload"] for r in rows[::2]] == ["rw-kv-put", "rw-kv-get", "rw-kv-stale"]
     if HAS_ETCD:
         assert [r["workload"] for r in _loads(data, "kv", "etcd")[::2]] == ["etcd-put", "etcd-range", "etcd-range-serializable"]
 
 
+@pytest.mark.bench
 def test_lock_rows_contend_on_one_lock_and_spread_over_one_lock_per_client_beside_etcd(smoke):
     result, _, data = smoke
     rows = _paired_rows(data, "locks", ["lock 1 name", "lock 4 names"], 4)  # --lock-clients 4
@@ -119,6 +138,7 @@ def test_lock_rows_contend_on_one_lock_and_spread_over_one_lock_per_client_besid
     assert "locks     raftwork   lock 1 name" in result.stdout
 
 
+@pytest.mark.bench
 def test_sweep_payload_and_sizes_rows_cover_every_level(smoke):
     _, _, data = smoke
     sweep = _loads(data, "sweep", "raftwork")
@@ -133,6 +153,7 @@ def test_sweep_payload_and_sizes_rows_cover_every_level(smoke):
         _sane(row)
 
 
+@pytest.mark.bench
 def test_failover_and_catchup_events_report_times_and_terms(smoke):
     _, _, data = smoke
     systems = ["raftwork", "etcd"] if HAS_ETCD else ["raftwork"]
@@ -151,6 +172,7 @@ def test_failover_and_catchup_events_report_times_and_terms(smoke):
         assert catchup[0]["baseline"] == "etcd" and catchup[0]["ratio"] is not None
 
 
+@pytest.mark.bench
 def test_memory_rows_give_bytes_per_item_on_every_node(smoke):
     _, out, data = smoke
     rows = data["memory"]
@@ -165,6 +187,7 @@ def test_memory_rows_give_bytes_per_item_on_every_node(smoke):
 
 
 @pytest.mark.skipif(py_spy() is None, reason="py-spy is not installed (pip install py-spy)")
+@pytest.mark.bench
 def test_the_profile_names_the_leaders_threads_and_frames(smoke):
     _, out, data = smoke
     text = "\n".join(data["profile"])
@@ -174,6 +197,7 @@ def test_the_profile_names_the_leaders_threads_and_frames(smoke):
     assert (out / "profile" / "profile-leader.txt").stat().st_size > 0
 
 
+@pytest.mark.bench
 def test_the_results_dir_holds_csv_json_the_table_and_the_plots(smoke):
     result, out, data = smoke
     with open(out / "loads.csv") as f:
