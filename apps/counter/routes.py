@@ -12,7 +12,7 @@ from typing import Any
 
 from apps.counter.machine import NAME_PATTERN
 from consensus.node import Consistency
-from consensus.server.routing import Call, Route
+from consensus.server.routing import Call, Route, always, linearizable_read
 from consensus.server.schema import int64, obj
 
 MACHINE = "counter"
@@ -39,14 +39,6 @@ async def _put(call: Call) -> Any:
     return await call.server.propose(call, MACHINE, command)
 
 
-def _get_needs_leader(call: Call) -> bool:
-    return call.query.get("consistency", "linearizable") == "linearizable"
-
-
-def _write(call: Call) -> bool:
-    return True
-
-
 def _counter_group(request: Any, shards: Any) -> str | None:
     """Counters are sharded by name over the Raft groups (see consensus.shards)."""
     name = request.match_info.get("name")
@@ -59,13 +51,13 @@ def routes() -> list[Route]:
     return [
         Route("GET", "/v1/counters/{name}", _get, "getCounter", "read a counter (0 if never written)", tag="counter",
               path_params=path_params, query={"consistency": CONSISTENCY_SCHEMA}, response=COUNTER_SCHEMA,
-              on_leader=_get_needs_leader, local_fallback=True, errors=(400,), group_of=_counter_group),
+              on_leader=linearizable_read, local_fallback=True, errors=(400,), group_of=_counter_group),
         Route("POST", "/v1/counters/{name}/incr", _incr, "incrCounter", "add `by` (may be negative) to a counter",
               tag="counter", path_params=path_params, body=obj({"by": int64("the amount to add")}, required=("by",)),
-              response=COUNTER_SCHEMA, mutating=True, on_leader=_write, errors=(400, 409), group_of=_counter_group),
+              response=COUNTER_SCHEMA, mutating=True, on_leader=always, errors=(400, 409), group_of=_counter_group),
         Route("PUT", "/v1/counters/{name}", _put, "setCounter",
               "set a counter; with `expect`, only if its value is `expect` (compare-and-set)", tag="counter",
               path_params=path_params,
               body=obj({"value": int64("the new value"), "expect": int64("the value it must have now")}, required=("value",)),
-              response=COUNTER_SCHEMA, mutating=True, on_leader=_write, errors=(400, 409), group_of=_counter_group),
+              response=COUNTER_SCHEMA, mutating=True, on_leader=always, errors=(400, 409), group_of=_counter_group),
     ]

@@ -16,7 +16,7 @@ from apps.kv.machine import MACHINE
 from apps.kv.coordinator import GroupCaller, run_txn, with_intents_resolved
 from consensus.errors import InvalidRequest, KeyNotFound
 from consensus.node import Consistency
-from consensus.server.routing import Call, Route
+from consensus.server.routing import Call, Route, always, linearizable_read
 from consensus.server.schema import Schema, int64, obj
 
 # The key takes the rest of the path; [\s\S] rather than "." so that a decoded newline reaches
@@ -187,44 +187,36 @@ async def _put_settings(call: Call) -> Any:
     return await call.server.propose(call, MACHINE, {"op": "configure", "settings": call.body})
 
 
-def _linearizable(call: Call) -> bool:
-    return call.query.get("consistency", "linearizable") == "linearizable"
-
-
-def _always(call: Call) -> bool:
-    return True
-
-
 def routes() -> list[Route]:
     """Return the config store's routes."""
     key = {"key": KEY_SCHEMA}
     read = {"consistency": CONSISTENCY_SCHEMA}
     return [
         Route("GET", KEY_PATH, _get, "getKey", "read a key (404 key_not_found if it does not exist)", tag="kv",
-              path_params=key, query=read, response=KV_SCHEMA, on_leader=_linearizable, local_fallback=True,
+              path_params=key, query=read, response=KV_SCHEMA, on_leader=linearizable_read, local_fallback=True,
               errors=(400, 404), group_of=_key_group),
         Route("PUT", KEY_PATH, _put, "putKey",
               "write a key; with prev_revision, only if its mod_revision is that (0: only if it does not exist)",
               tag="kv", path_params=key,
               body=obj({"value": VALUE_SCHEMA, "prev_revision": REVISION_SCHEMA}, required=("value",)),
-              response=PUT_RESULT, mutating=True, on_leader=_always, errors=(400, 409), group_of=_key_group),
+              response=PUT_RESULT, mutating=True, on_leader=always, errors=(400, 409), group_of=_key_group),
         Route("DELETE", KEY_PATH, _delete, "deleteKey",
               "delete a key; with prev_revision, only if its mod_revision is that", tag="kv", path_params=key,
-              query={"prev_revision": REVISION_SCHEMA}, response=DELETE_RESULT, mutating=True, on_leader=_always,
+              query={"prev_revision": REVISION_SCHEMA}, response=DELETE_RESULT, mutating=True, on_leader=always,
               errors=(400, 409), group_of=_key_group),
         Route("GET", "/v1/kv", _list, "listKeys", "a page of keys by prefix, in key order, after `after`", tag="kv",
               query={"prefix": PREFIX_SCHEMA, "limit": {"type": "integer", "minimum": 1, "maximum": rules.MAX_PAGE},
                      "after": PREFIX_SCHEMA, **read},
-              response=PAGE_SCHEMA, on_leader=_linearizable, local_fallback=True, errors=(400,), group_of=_prefix_group),
+              response=PAGE_SCHEMA, on_leader=linearizable_read, local_fallback=True, errors=(400,), group_of=_prefix_group),
         Route("POST", "/v1/txn", _txn, "txn",
               "compare, then run the success or the failure ops, atomically, at one revision", tag="kv",
-              body=TXN_BODY, response=TXN_RESULT, mutating=True, on_leader=_always, errors=(400, 409, 504)),
+              body=TXN_BODY, response=TXN_RESULT, mutating=True, on_leader=always, errors=(400, 409, 504)),
         Route("POST", "/v1/kv-internal", _internal, "kvInternalStep",
               "one step of a cross-group transaction (two-phase commit), for coordinators on other nodes; "
               "X-Raft-Group names the group", tag="kv",
               body=obj({"command": {"type": "object"}, "query": {"type": "object"},
                         "idempotency_key": {"type": "string", "minLength": 1, "maxLength": 256}}),
-              response=obj({"result": {"nullable": True}}), mutating=True, on_leader=_always, errors=(400, 404, 409)),
+              response=obj({"result": {"nullable": True}}), mutating=True, on_leader=always, errors=(400, 404, 409)),
         Route("GET", "/v1/watch", _watch, "watch",
               "long-poll: the put and delete events under `prefix` from `from_revision` (default: after now), "
               "answered as soon as one applies on this node; 410 compacted once it left the window", tag="kv",
@@ -234,9 +226,9 @@ def routes() -> list[Route]:
               response=WATCH_RESULT, errors=(400, 410), group_of=_prefix_group),
         Route("GET", "/v1/kv-settings", _get_settings, "getKVSettings",
               "the config store's replicated settings, usage and revisions", tag="kv", query=read,
-              response=STATUS_SCHEMA, on_leader=_linearizable, local_fallback=True, errors=(400,)),
+              response=STATUS_SCHEMA, on_leader=linearizable_read, local_fallback=True, errors=(400,)),
         Route("PUT", "/v1/kv-settings", _put_settings, "putKVSettings",
               "change settings: max_keys, max_bytes (keys plus values), watch_window (events kept for watch)",
               tag="kv", body=dict(obj(SETTINGS_PROPERTIES), minProperties=1), response=SETTINGS_SCHEMA,
-              mutating=True, on_leader=_always, errors=(400, 409)),
+              mutating=True, on_leader=always, errors=(400, 409)),
     ]

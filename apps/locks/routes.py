@@ -20,11 +20,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from apps.counter.routes import CONSISTENCY_SCHEMA, NAME_SCHEMA, _get_needs_leader as _read_needs_leader, _write
+from apps.counter.routes import CONSISTENCY_SCHEMA, NAME_SCHEMA
 from apps.locks.machine import MAX_TTL_MS, MAX_WAIT_MS, MIN_TTL_MS, MODES
 from consensus.errors import Indeterminate, LockHeld, SessionNotFound
 from consensus.node import Consistency
-from consensus.server.routing import Call, Route
+from consensus.server.routing import Call, Route, always, linearizable_read
 from consensus.server.schema import int64, obj
 
 MACHINE = "locks"
@@ -128,18 +128,18 @@ def routes() -> list[Route]:
               tag="locks", body=obj({"ttl_ms": {"type": "integer", "minimum": MIN_TTL_MS, "maximum": MAX_TTL_MS,
                                                 "description": "the lease in ms (replicated limits may narrow the range)"}},
                                     required=("ttl_ms",)),
-              response=SESSION_SCHEMA, success_status=201, mutating=True, on_leader=_write, errors=(400, 409),
+              response=SESSION_SCHEMA, success_status=201, mutating=True, on_leader=always, errors=(400, 409),
               links=session_links),
         Route("POST", "/v1/sessions/{id}/keepalive", _keepalive, "keepaliveSession",
               "renew a session's lease: it runs ttl_ms from now", tag="locks", path_params=session_param,
-              response=SESSION_SCHEMA, mutating=True, on_leader=_write, errors=(400, 404, 409),
+              response=SESSION_SCHEMA, mutating=True, on_leader=always, errors=(400, 404, 409),
               links={"getSession": {"operationId": "getSession", "parameters": by_id}}),
         Route("DELETE", "/v1/sessions/{id}", _close, "closeSession", "close a session, releasing its locks",
-              tag="locks", path_params=session_param, response=CLOSED_SCHEMA, mutating=True, on_leader=_write,
+              tag="locks", path_params=session_param, response=CLOSED_SCHEMA, mutating=True, on_leader=always,
               errors=(400, 404, 409)),
         Route("GET", "/v1/sessions/{id}", _get_session, "getSession", "read a session: its lease and the locks it holds",
               tag="locks", path_params=session_param, query={"consistency": CONSISTENCY_SCHEMA},
-              response=SESSION_STATE_SCHEMA, on_leader=_read_needs_leader, local_fallback=True, errors=(400, 404)),
+              response=SESSION_STATE_SCHEMA, on_leader=linearizable_read, local_fallback=True, errors=(400, 404)),
         Route("POST", "/v1/locks/{name}/acquire", _acquire, "acquireLock",
               "acquire a lock for a session; wait_ms > 0 queues first come first served until granted or run out",
               tag="locks", path_params=name_param,
@@ -147,15 +147,15 @@ def routes() -> list[Route]:
                         "wait_ms": {"type": "integer", "minimum": 0, "maximum": MAX_WAIT_MS,
                                     "description": "how long to wait in the queue (0, the default: try once)"}},
                        required=("session",)),
-              response=GRANT_SCHEMA, mutating=True, on_leader=_write, errors=(400, 404, 409),
+              response=GRANT_SCHEMA, mutating=True, on_leader=always, errors=(400, 404, 409),
               links={"releaseLock": {"operationId": "releaseLock", "parameters": {"name": "$request.path.name"},
                                      "requestBody": {"session": "$response.body#/session",
                                                      "token": "$response.body#/token"}}}),
         Route("POST", "/v1/locks/{name}/release", _release, "releaseLock",
               "release a lock (the session and the grant's fencing token)", tag="locks", path_params=name_param,
               body=obj({"session": SESSION_ID_SCHEMA, "token": TOKEN_SCHEMA}, required=("session", "token")),
-              response=RELEASED_SCHEMA, mutating=True, on_leader=_write, errors=(400, 404, 409)),
+              response=RELEASED_SCHEMA, mutating=True, on_leader=always, errors=(400, 404, 409)),
         Route("GET", "/v1/locks/{name}", _describe, "describeLock", "read a lock's holders and waiters", tag="locks",
               path_params=name_param, query={"consistency": CONSISTENCY_SCHEMA}, response=LOCK_SCHEMA,
-              on_leader=_read_needs_leader, local_fallback=True, errors=(400,)),
+              on_leader=linearizable_read, local_fallback=True, errors=(400,)),
     ]

@@ -11,7 +11,7 @@ from consensus.errors import NotFound, Rejected, Unavailable
 from consensus.server.members import MEMBER_ADDRESS_SCHEMA, check_new_member
 from consensus.server.metrics import CONTENT_TYPE
 from consensus.server.openapi import build_document
-from consensus.server.routing import Call, Route
+from consensus.server.routing import Call, Route, always
 from consensus.server.schema import Schema, obj
 
 ADDRESS_SCHEMA: Schema = {
@@ -174,10 +174,6 @@ async def _transfer_leader(call: Call) -> Any:
     return {"leader": leader, "leader_url": call.server.http_of(leader)}
 
 
-def _always(call: Call) -> bool:
-    return True
-
-
 async def _open_client(call: Call) -> Any:
     client_id = await call.node.register_client(timeout=call.remaining())
     return {"client_id": client_id, "session_ttl_ms": call.node.limits()["session_ttl"] // 10**6}
@@ -204,27 +200,27 @@ def core_routes() -> list[Route]:
         Route("GET", "/openapi.json", _openapi, "getOpenapi", "this document", tag="health"),
         Route("POST", "/v1/members", _add_member, "addMember", "add a member (one change at a time)",
               tag="cluster", body=obj({"id": MEMBER_ADDRESS_SCHEMA, "http": HTTP_URL_SCHEMA}, required=("id",)),
-              response=obj({"added": {"type": "string"}}), mutating=True, membership=True, on_leader=_always,
+              response=obj({"added": {"type": "string"}}), mutating=True, membership=True, on_leader=always,
               leader_only=True, errors=(400, 409),
               links={"removeMember": {"operationId": "removeMember", "parameters": {"id": "$response.body#/added"}}}),
         Route("DELETE", "/v1/members/{id}", _remove_member, "removeMember", "remove a member (one change at a time)",
               tag="cluster", path_params={"id": ADDRESS_SCHEMA}, response=obj({"removed": {"type": "string"}}),
-              mutating=True, membership=True, on_leader=_always, leader_only=True, errors=(400, 404, 409)),
+              mutating=True, membership=True, on_leader=always, leader_only=True, errors=(400, 404, 409)),
         Route("POST", "/v1/clients", _open_client, "openClientSession",
               "register a client session: writes carrying X-Raft-Session apply once per (client, number)",
               tag="cluster", body_required=False,
               response=obj({"client_id": {"type": "integer"}, "session_ttl_ms": {"type": "integer"}},
                            required=("client_id", "session_ttl_ms")),
-              mutating=True, on_leader=_always, errors=(400,), success_status=201,
+              mutating=True, on_leader=always, errors=(400,), success_status=201,
               links={"closeClientSession": {"operationId": "closeClientSession",
                                             "parameters": {"id": "$response.body#/client_id"}}}),
         Route("DELETE", "/v1/clients/{id}", _close_client, "closeClientSession",
               "drop a client session and the outcomes it keeps", tag="cluster",
               path_params={"id": {"type": "string", "pattern": "[1-9][0-9]{0,17}", "maxLength": 18}},
-              response=obj({"closed": {"type": "integer"}}), mutating=True, on_leader=_always, errors=(400, 404)),
+              response=obj({"closed": {"type": "integer"}}), mutating=True, on_leader=always, errors=(400, 404)),
         Route("POST", "/v1/leader/transfer", _transfer_leader, "transferLeader",
               "hand leadership to a member (or the most caught-up follower)", tag="cluster",
               body=obj({"to": ADDRESS_SCHEMA}), body_required=False,
               response=obj({"leader": {"type": "string"}, "leader_url": {"type": "string", "nullable": True}}),
-              mutating=True, on_leader=_always, leader_only=True, errors=(400, 404, 409)),
+              mutating=True, on_leader=always, leader_only=True, errors=(400, 404, 409)),
     ]

@@ -202,3 +202,15 @@ async def build_call(request: web.Request, server: "Server", route: Route) -> Ca
     # The body may take as long as the headers may (a tiny deadline must not refuse a body already sent).
     body, raw = await _read_body(request, route, config.max_body_bytes, max(timeout, config.limits.header_timeout))
     return Call(request, server, route, params, query, body, raw, key, deadline, session=session)
+
+
+# Route.on_leader predicates every app uses.
+
+def always(call: Call) -> bool:
+    """A write (or anything else that must reach the leader)."""
+    return True
+
+
+def linearizable_read(call: Call) -> bool:
+    """A read that goes to the leader unless it asks for ``consistency=stale``."""
+    return call.query.get("consistency", "linearizable") == "linearizable"

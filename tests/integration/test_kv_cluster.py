@@ -181,6 +181,9 @@ async def test_a_compacted_revision_is_410_with_the_oldest_revision(cluster):
         async with KVClient(cluster.urls) as kv:
             first = await kv.put(base + "0", "0")
             revisions = [(await kv.put(base + str(i), str(i))).revision for i in range(1, 6)]
+            # A watch is answered from the answering node's own state: a linearizable read there
+            # first makes that node apply every put above (it may be a follower that lags).
+            assert requests.get(url + f"/v1/kv/{base}5", timeout=10).json()["mod_revision"] == revisions[-1]
             refused = requests.get(url + "/v1/watch", params={"from_revision": first.revision}, timeout=10)
             assert refused.status_code == 410
             error = refused.json()["error"]
