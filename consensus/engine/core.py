@@ -7,12 +7,14 @@ editing pysyncobj:
 what                           Raft rule it restores                         simulation scenario
 =============================  ============================================  =====================
 ``follower.FollowerRules``     Figure 2 AppendEntries receiver; 5.3 hints    ``lost_ack_resend``
+  (snapshots)                  Figure 13: install only a snapshot that is new ``stale_refusal_snapshot``
 ``leader.LeaderRules``         replies carry terms; nextIndex never back     ``lost_ack_resend``
+  (refusals)                   a late refusal does not move nextIndex        ``stale_refusal_snapshot``
 ``elections.ElectionRules``    pre-vote; no disruptive votes (thesis 9.6)    ``rejoin_no_term_bump``
 ``journal.DurableJournal``     persistent state before responding (Fig. 2)   ``crash_unsynced``
 ``_append_then_sync``          leader syncs in parallel (thesis 10.2.1)      ``crash_unsynced``
 ``stamping.LeaderClock``       leader time, bounded, never decreasing        ``clock_skew``
-``snapshots.SnapshotStore``    durable snapshots, off the engine thread      ``snapshot_install``
+``snapshots.SnapshotStore``    durable snapshots, off the engine thread      ``snapshot_install_during_write``
 ``read_index.ReadIndex``       reads confirm leadership (thesis 6.4)         ``deposed_leader_reads``
 ``wire.check``                 malformed peer messages never raise           ``garbage_messages``
 forwarded-callback sweep       no waiter is lost on a dropped connection     ``dropped_forward``
@@ -111,7 +113,7 @@ class RaftCore:
         self.replicator.raft = raft
         self._adopt_journal()
         self._send_original = raft.transport.send
-        self.follower = FollowerRules(raft, self._send, self._on_leader_contact)
+        self.follower = FollowerRules(raft, self._send, self._on_leader_contact, self.snapshots)
         self.leader = LeaderRules(raft, clock)
         self.elections = ElectionRules(raft, self._send, clock, config.election_timeout[0], self.blocked)
         self.reads = ReadIndex(raft, self._send, clock, raft.send_append_entries)
@@ -414,6 +416,7 @@ class RaftCore:
             return True
         if kind == "append_entries":
             self.reads.tag(message)  # sent after every read of the current round arrived
+            self.leader.tag(node, message)
         self.elections.on_send(message)
         sent = self._send_original(node, message)
         if sent is False and kind == "apply_command" and "request_id" in message:

@@ -19,7 +19,15 @@ message instead of pysyncobj:
    are rolled back, newest first), and the rest is appended;
 5. the reply's match is ``prevLogIdx + len(entries)``, what this message proved, never the log's
    end; the commit index becomes ``min(leaderCommit, match)``;
-6. appends are synced to disk before the reply is sent (one sync per message).
+6. appends are synced to disk before the reply is sent (one sync per message);
+7. a snapshot (InstallSnapshot, Figure 13) is received into its own file and installed only if
+   it is news: when its last entry is committed here, or held here with the same term, the log
+   already holds everything it holds and is kept (rule 6); only otherwise is the state replaced
+   and the log reset to it (rule 7). pysyncobj installs whatever arrives and clears the journal,
+   so a snapshot sent on an old refusal to a follower that had caught up since deleted entries
+   it acknowledged (scenario ``stale_refusal_snapshot``);
+8. a refusal echoes the message's probe number (``rw_probe``), so the leader can tell a late
+   refusal from a current one (``LeaderRules``).
 
 The term, leader and election-timer bookkeeping stay pysyncobj's: it is handed the message's
 header (term, commit 0), which runs exactly that part of its handler.
@@ -28,8 +36,11 @@ header (term, commit 0), which runs exactly that part of its handler.
 from __future__ import annotations
 
 import logging
+import os
 import pickle
 from typing import Any, Callable
+
+import msgpack
 
 from consensus.engine.internals import Raft
 
@@ -41,33 +52,32 @@ Send = Callable[[Any, dict[str, Any]], Any]
 class FollowerRules:
     """Answer ``append_entries`` messages for one node."""
 
-    def __init__(self, raft: Raft, send: Send, on_leader_contact: Callable[[], None]) -> None:
+    def __init__(self, raft: Raft, send: Send, on_leader_contact: Callable[[], None], snapshots: Any) -> None:
         self.raft = raft
         self.send = send
         self.on_leader_contact = on_leader_contact
+        self.snapshots = snapshots  # a SnapshotStore
+        self.snapshots_kept = 0  # snapshots received and not installed: the log already held them
         self._pysyncobj_handler = raft.handle_message()
         self._chunks: dict[Any, bytes] = {}
         self._acknowledged: tuple[int, int] = (0, 0)  # (term, highest index acknowledged in it)
         self._echo: int | None = None
+        self._probe: int | None = None
 
     def on_append_entries(self, node: Any, message: dict[str, Any]) -> None:
         raft = self.raft
         self._echo = message.get("rw_seq")  # the leader's read round, echoed in the reply (read_index)
+        self._probe = message.get("rw_probe")  # echoed in a refusal (LeaderRules)
         if message["term"] < raft.current_term:
             self._reply(node, raft.last_index() + 1, success=False, reset=False)
-            return
-        if "prevLogIdx" not in message:
-            # Installing a snapshot: pysyncobj's own code handles it. It would also raise the commit
-            # index to the leader's over whatever log the follower holds while chunks arrive; an
-            # unverified log must not commit, so it gets our commit index instead.
-            self.on_leader_contact()
-            self._pysyncobj_handler(node, dict(message, commit_index=min(message["commit_index"], raft.commit_index)))
-            if raft.last_applied > raft.commit_index:  # a snapshot was installed: it is all committed
-                raft.commit_index = raft.last_applied
             return
         # Term, leader and election timer first: the reply must carry the term just adopted.
         self._pysyncobj_handler(node, {"type": "append_entries", "term": message["term"], "commit_index": 0})
         self.on_leader_contact()
+        if "prevLogIdx" not in message:
+            if message.get("serialized") is not None:
+                self._on_snapshot_chunk(node, message["serialized"])
+            return
         entries = message.get("entries") or []
         transmission = message.get("transmission")
         if transmission is not None:
@@ -85,6 +95,32 @@ class FollowerRules:
         if commit > raft.commit_index:
             raft.commit_index = commit
             raft.log.setRaftCommitIndex(commit)
+
+    def _on_snapshot_chunk(self, node: Any, chunk: Any) -> None:
+        raft = self.raft
+        try:
+            file_name = self.snapshots.receive(node, chunk)
+            if file_name is None:
+                return  # more chunks to come (pysyncobj's follower does not answer these either)
+            index, term = self.snapshots.last_entry(file_name)
+        except (OSError, ValueError, msgpack.UnpackException) as exc:
+            self.snapshots.abandon()
+            log.warning("%s could not receive a snapshot from %s: %s", raft.node_id(), node, exc)
+            return
+        held = index <= raft.commit_index or (raft.first_index() <= index <= raft.last_index()
+                                              and raft.term_at(index) == term)
+        if held:
+            os.unlink(file_name)
+            self.snapshots_kept += 1
+            log.info("%s kept its log over a snapshot ending at %d: it already holds that entry",
+                     raft.node_id(), index)
+        else:
+            self.snapshots.install(file_name)
+            raft.load_snapshot()
+            if raft.last_applied > raft.commit_index:  # a snapshot holds only committed entries
+                raft.commit_index = raft.last_applied
+                raft.log.setRaftCommitIndex(raft.commit_index)
+        self._reply(node, index + 1, success=True, reset=False)
 
     def _reassemble(self, node: Any, transmission: str, data: bytes) -> Any:
         if transmission == "start":
@@ -164,6 +200,8 @@ class FollowerRules:
     def _reply(self, node: Any, next_index: int, *, success: bool, reset: bool) -> None:
         reply = {"type": "next_node_idx", "next_node_idx": next_index, "reset": reset, "success": success,
                  "term": self.raft.current_term}
+        if reset and self._probe is not None:
+            reply["rw_probe"] = self._probe  # which of the leader's probes this refuses (a late one is dropped)
         if self._echo is not None:
             # Any reply in the leader's term confirms its leadership for the reads of this round
             # (ReadIndex, dissertation 6.4), refusals of a log mismatch included.

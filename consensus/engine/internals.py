@@ -101,6 +101,10 @@ class Raft:
     def parse_change_cluster(self, command: bytes) -> Any:
         return self.so._SyncObj__parseChangeClusterRequest(command)
 
+    def load_snapshot(self) -> None:
+        """Load the snapshot file in place (state, last applied, members) and reset the journal to it."""
+        self.so._SyncObj__loadDumpFile(clearJournal=True)
+
     def generate_timeout(self) -> float:
         return self.so._SyncObj__generateRaftTimeout()  # type: ignore[no-any-return]
 

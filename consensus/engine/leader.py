@@ -15,7 +15,15 @@ Here:
 - a success raises ``matchIndex`` and ``nextIndex`` to what it proves and never lowers either;
 - a refusal sets ``nextIndex`` to the follower's hint (the first index of its conflicting term,
   or its log end), never below 1; ``matchIndex`` never moves down (a follower never loses an
-  entry it acknowledged: they are synced before the reply).
+  entry it acknowledged: they are synced before the reply);
+- a late refusal is ignored. Every AppendEntries carries the follower's probe number
+  (``rw_probe``), raised each time a refusal moves ``nextIndex``; a refusal echoes the number of
+  the message it refuses, so one of a message sent before the last move is old news (etcd-io/raft
+  drops stale rejections for the same reason). Taking an old hint sent the leader back to
+  entries, or a snapshot, the follower had long since acknowledged, and on a network that
+  duplicates and delays messages it did so for every copy (scenario ``stale_refusal_snapshot``).
+  Of a burst of messages refused for one gap, the first refusal moves ``nextIndex`` and the rest
+  are dropped instead of each re-sending the whole gap.
 """
 
 from __future__ import annotations
@@ -30,6 +38,12 @@ class LeaderRules:
         self.raft = raft
         self.clock = clock
         self.rejections = 0  # refused AppendEntries seen as leader (log repair round trips)
+        self.stale_refusals = 0  # refusals of messages sent before nextIndex last moved: ignored
+        self.probe: dict[Any, int] = {}  # node -> number of refusals that moved its nextIndex
+
+    def tag(self, node: Any, message: dict[str, Any]) -> None:
+        """Stamp an outgoing AppendEntries with the follower's probe number."""
+        message["rw_probe"] = self.probe.get(node, 0)
 
     def on_reply(self, node: Any, message: dict[str, Any]) -> None:
         raft = self.raft
@@ -50,6 +64,11 @@ class LeaderRules:
             if next_index > raft.next_index[node]:
                 raft.next_index[node] = next_index
         elif message["reset"]:
+            probe = message.get("rw_probe")
+            if probe is not None and probe != self.probe.get(node, 0):
+                self.stale_refusals += 1
+                return
+            self.probe[node] = self.probe.get(node, 0) + 1
             self.rejections += 1
             raft.next_index[node] = max(1, next_index)
             raft.next_heartbeat_time = 0  # repair now, not at the next heartbeat

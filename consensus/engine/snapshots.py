@@ -15,6 +15,15 @@ hands pysyncobj its own serializer (pysyncobj's ``serializer``/``deserializer``/
   fsync) first makes the file durable, then restores the state and returns the entries and
   members pysyncobj needs.
 
+- a snapshot a leader sends arrives through ``receive`` (``FollowerRules`` takes it over from
+  pysyncobj): chunks go to ``raft.snapshot.incoming``, and only a snapshot the follower decides
+  to install replaces ``raft.snapshot`` (``install``). pysyncobj renamed every received snapshot
+  over the follower's own, even one older than the follower's log, which then no longer matched
+  the file a restart loads;
+- an ``install`` supersedes a snapshot still being written from an earlier capture: that write
+  is discarded instead of replacing the newer file (it would name a log position before the
+  journal's first entry, and a restart would clear the journal to match it).
+
 pysyncobj calls our serializer and then renames ``raft.snapshot.tmp`` into place itself; we never
 write that file (the background writer uses its own name), so its rename fails, which pysyncobj
 catches, while ``check`` reports the real outcome.
@@ -57,6 +66,8 @@ class SnapshotStore:
         self.node_id = node_id
         self._lock = threading.Lock()
         self._state = SERIALIZER_STATE.NOT_SERIALIZING
+        self._generation = 0  # raised by every install: a write from an older capture is stale
+        self._incoming: Any = None  # (sender, open file) of a snapshot being received
         self.last_capture_seconds = 0.0  # how long the engine thread spent on the last capture
 
     # -- pysyncobj's serializer options ------------------------------------------------------
@@ -77,11 +88,15 @@ class SnapshotStore:
             encode = lambda: blob  # noqa: E731
         self.last_capture_seconds = time.perf_counter() - started
         header = {"v": 1, "last": list(last), "prev": list(prev), "cluster": sorted(n.id for n in cluster)}
+        generation = self._generation
 
         def write() -> None:
             try:
-                self._write(msgpack.packb(dict(header, state=encode())))
-                outcome = SERIALIZER_STATE.SUCCESS
+                written = self._write(msgpack.packb(dict(header, state=encode())), generation)
+                outcome = SERIALIZER_STATE.SUCCESS if written else SERIALIZER_STATE.FAILED
+                if not written:
+                    log.info("%s dropped its snapshot at index %d: a newer one from the leader was installed "
+                             "meanwhile", self.node_id, last[1])
             except Exception:
                 log.exception("%s could not write a snapshot", self.node_id)
                 outcome = SERIALIZER_STATE.FAILED
@@ -105,18 +120,65 @@ class SnapshotStore:
         last, prev = tuple(snapshot["last"]), tuple(snapshot["prev"])
         return last, prev, [self.node_class(node_id) for node_id in snapshot["cluster"]]
 
+    # -- a snapshot sent by the leader --------------------------------------------------------
+
+    def receive(self, sender: Any, chunk: tuple[bytes, bool, bool]) -> str | None:
+        """Store one chunk of a leader's snapshot; return the file once it is whole, else None."""
+        data, first, last = chunk
+        if first:
+            self.abandon()
+            self._incoming = (sender, open(self.path + ".incoming", "wb"))
+        elif self._incoming is None or self._incoming[0] != sender:
+            return None  # a chunk of a transfer whose start we did not see: wait for a fresh start
+        f = self._incoming[1]
+        f.write(data)
+        if not last:
+            return None
+        f.close()
+        self._incoming = None
+        return self.path + ".incoming"
+
+    def abandon(self) -> None:
+        if self._incoming is not None:
+            self._incoming[1].close()
+            self._incoming = None
+
+    @staticmethod
+    def last_entry(file_name: str) -> tuple[int, int]:
+        """The (index, term) a snapshot file ends at, read from its header without its state."""
+        with open(file_name, "rb") as f:
+            unpacker = msgpack.Unpacker(f, raw=False)
+            for _ in range(unpacker.read_map_header()):
+                key = unpacker.unpack()
+                if key == "last":
+                    _, index, term = unpacker.unpack()
+                    return int(index), int(term)
+                unpacker.skip()
+        raise ValueError(f"{file_name} names no last entry")
+
+    def install(self, file_name: str) -> None:
+        """Make a received snapshot this node's (pysyncobj then loads it through ``deserialize``)."""
+        with self._lock:
+            self._generation += 1  # a write of an older capture still running must not replace it
+            os.replace(file_name, self.path)
+
     # -- files -------------------------------------------------------------------------------
 
-    def _write(self, blob: bytes) -> None:
+    def _write(self, blob: bytes, generation: int) -> bool:
         tmp = self.path + ".writing"
         with open(tmp, "wb") as f:
             f.write(blob)
             f.flush()
             if self.durable:
                 os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        with self._lock:
+            if generation != self._generation:
+                os.unlink(tmp)
+                return False
+            os.replace(tmp, self.path)
         if self.durable:
             fsync_directory(os.path.dirname(self.path) or ".")
+        return True
 
     def _make_durable(self, file_name: str) -> None:
         if not self.durable:

@@ -72,3 +72,31 @@ def test_a_follower_returning_while_the_leader_writes_a_snapshot_catches_up():
         pytest.fail("the leader never stopped sending empty snapshot messages")
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     assert "ok (" in out.stdout
+
+
+def test_a_late_duplicate_refusal_never_makes_a_follower_delete_what_it_acknowledged():
+    result = SCENARIOS["stale_refusal_snapshot"]()
+    assert result.ok, result.report()
+    assert result.stats["late_refusals_ignored"] >= 1, result.stats  # the leader saw it was late
+    assert result.stats["snapshots_kept"] == 0, result.stats  # so it sent no snapshot
+    # pysyncobj's leader takes the old hint and sends its snapshot; pysyncobj's follower installs
+    # it and clears its journal, acknowledged entries included.
+    legacy = SCENARIOS["stale_refusal_snapshot"](legacy=True)
+    assert any("acknowledged write lost" in v for v in legacy.violations), legacy.report()
+
+
+def test_a_follower_keeps_its_log_over_a_snapshot_it_already_holds():
+    # The refusal arrives without the index it refused, so the leader cannot tell it is late and
+    # sends the snapshot: the follower's Figure 13 rule alone must keep the acknowledged entries.
+    result = SCENARIOS["stale_refusal_snapshot"](unnamed=True)
+    assert result.ok, result.report()
+    assert result.stats["snapshots_kept"] >= 1, result.stats
+
+
+def test_a_snapshot_written_from_before_an_install_never_replaces_the_installed_one():
+    result = SCENARIOS["snapshot_install_during_write"]()
+    assert result.ok, result.report()
+    # pysyncobj renames every file it writes or receives into place, the older last: a restart then
+    # clears the journal to match it and the entries only L and F held are gone.
+    legacy = SCENARIOS["snapshot_install_during_write"](legacy=True)
+    assert any("acknowledged write lost" in v for v in legacy.violations), legacy.report()

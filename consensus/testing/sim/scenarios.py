@@ -25,6 +25,11 @@ reproduces its bug.
 - ``clock_skew``: a leader whose wall clock is an hour fast cannot move log time more than the
   first-step bound, and time never goes backwards when a slow-clocked leader follows.
 - ``garbage_messages``: malformed peer messages are dropped without an exception in the tick.
+- ``snapshot_install_during_write``: a follower's own snapshot, captured before it installed a
+  newer one from the leader, finishes writing afterwards; put in place, it would make a restart
+  clear the journal.
+- ``stale_refusal_snapshot``: a late duplicate of a follower's old refusal makes the leader send
+  it an old snapshot after it caught up; installing it would delete entries it acknowledged.
 - ``deposed_leader_reads``: a leader cut off from the others keeps believing it leads while a new
   leader commits writes; linearizable reads sent to it never answer (they fail or time out),
   reads on the majority's side see the new writes. ``unconfirmed=True`` runs ReadIndex without
@@ -33,6 +38,7 @@ reproduces its bug.
 
 from __future__ import annotations
 
+import pickle
 import time
 from typing import Any, Callable
 
@@ -41,7 +47,7 @@ from consensus.engine.internals import LEADER
 from consensus.engine.read_index import ReadIndex
 from consensus.testing.sim import SimResult, _critical_lines, _liveness
 from consensus.testing.sim.faults import Fault, apply_fault
-from consensus.testing.sim.network import Noise
+from consensus.testing.sim.network import Noise, _pair
 from consensus.testing.sim.world import SimConfig, World, patched
 
 
@@ -397,6 +403,105 @@ def snapshot_while_capturing(s: Script) -> SimResult:
     for write in held:
         write()
     s.run_until(lambda: s.raft(follower).commit_index >= s.raft(lead).commit_index, 30, "the follower catches up")
+    return s.finish()
+
+
+@_scenario
+def stale_refusal_snapshot(s: Script) -> SimResult:
+    """A late duplicate of an old refusal makes the leader send an old snapshot to a caught-up follower.
+
+    F misses enough entries that the leader compacts past them, returns, is refused-then-
+    repaired by a snapshot and catches up. G goes down; L and F commit (F acknowledges) more
+    writes. Then the network delivers a second copy of F's first refusal (a duplicate delayed
+    past later messages: Raft assumes a network that does this). pysyncobj's leader takes the
+    old hint, finds it below its log's start and sends F its snapshot; pysyncobj's follower
+    installs any snapshot it is sent: it clears its journal, deleting the entries it
+    acknowledged. L dies, G returns, F and G elect a leader without the acknowledged writes.
+    """
+    world, net = s.world, s.world.network
+    lead = s.run_until(s.leader, 5, "a leader")
+    f, g = [n for n in world.nodes if n != lead]
+    s.note(f"L={lead} F={f} G={g}")
+    net.hold(lead, f, lambda m: m.get("type") == "append_entries")  # F misses what L sends it
+    s.write(lead, 30)  # fewer than a compaction takes
+    s.run_until(lambda: not world.pending, 20, "the writes commit with G")
+    refusals: list[tuple[int, bytes]] = []
+
+    def keep_a_copy(message: dict[str, Any]) -> bool:
+        if message.get("type") == "next_node_idx" and message.get("reset") and not refusals:
+            refusals.append((net.epoch[_pair(f, lead)], pickle.dumps(message, protocol=2)))
+        return False  # delivered now as usual; the copy comes later
+
+    net.hold(f, lead, keep_a_copy)
+    net.drop_held(lead, f)
+    net.unhold(lead, f)  # L's next heartbeat starts past F's log: F refuses it
+    s.run_until(lambda: refusals and s.raft(f).commit_index >= s.raft(lead).commit_index, 20, "F is refused, repaired, caught up")
+    net.unhold(f, lead)
+    s.write(lead, 150)  # past the compaction threshold: L's log now starts after F's old hint
+    s.run_until(lambda: not world.pending and s.raft(lead).first_index() > 40, 20, "the writes commit; L compacts")
+    world.crash(g)
+    writes = s.write(lead, 10)  # too few for another compaction: L's snapshot stays the old one
+    s.run_until(lambda: all(s.acked(c) for c in writes), 5, "L and F commit the writes")
+    epoch, data = refusals[0]
+    s.note(f"F's late refusal names index {pickle.loads(data)['next_node_idx']}; L's log starts at {s.raft(lead).first_index()}")
+    if getattr(s, "options", {}).get("unnamed", False):
+        # Without the probe number it refused: the leader cannot tell it is late, and the
+        # follower's snapshot rule alone must keep the log.
+        data = pickle.dumps({k: v for k, v in pickle.loads(data).items() if k != "rw_probe"}, protocol=2)
+    net.hold(lead, f, lambda m: m.get("type") == "append_entries" and "prevLogIdx" in m)  # only snapshots reach F
+    net._deliver(f, lead, epoch, data)
+    s.run(1.0)  # what L sends F because of it arrives; then L is lost
+    stats = {"late_refusals_ignored": getattr(world.core(lead).leader, "stale_refusals", 0),
+             "snapshots_kept": getattr(world.core(f).follower, "snapshots_kept", 0)}
+    world.crash(lead)
+    world.start(g)
+    s.run_until(s.leader, 10, "F and G elect a leader")
+    s.run(1.0)
+    result = s.finish()
+    result.stats.update(stats)
+    return result
+
+
+@_scenario
+def snapshot_install_during_write(s: Script) -> SimResult:
+    """A follower installs the leader's snapshot while its own, older one is still being written.
+
+    F captures a snapshot and writes it off the engine thread (held here). Meanwhile F falls
+    behind the leader's log and is sent the leader's newer snapshot, which it installs. Then F's
+    own write finishes. pysyncobj (and the store before the fix) put that older file in place
+    over the installed one: the journal now starts after the snapshot's end, and on restart F
+    clears its journal to match the file, deleting entries it acknowledged. G is down by then,
+    so L and F alone held those entries; L and F go down, F restarts with G, and they elect a
+    leader without them.
+    """
+    world, net = s.world, s.world.network
+    lead = s.run_until(s.leader, 5, "a leader")
+    f, g = [n for n in world.nodes if n != lead]
+    s.note(f"L={lead} F={f} G={g}")
+    held: list[Callable[[], None]] = []
+    world.core(f).snapshots.runner = held.append  # F's next snapshot write waits for us
+    s.write(lead, 80)  # past the compaction threshold: F starts a snapshot
+    s.run_until(lambda: held and not world.pending, 20, "the writes commit; F is writing a snapshot")
+    net.hold(lead, f, lambda m: m.get("type") == "append_entries")  # F misses what L sends now
+    s.write(lead, 150)
+    s.run_until(lambda: not world.pending and s.raft(lead).first_index() > s.raft(f).last_index(), 20,
+                "the writes commit with G; L compacts past F's log")
+    net.drop_held(lead, f)
+    net.unhold(lead, f)
+    s.run_until(lambda: s.raft(f).first_index() > 100, 20, "F installs L's snapshot")
+    older, held[:] = list(held), []
+    for write in older:
+        write()  # F's own, older snapshot is written now; F's later ones stay unwritten
+    s.run_until(lambda: s.raft(f).commit_index >= s.raft(lead).commit_index, 20, "F catches up")
+    world.crash(g)
+    writes = s.write(lead, 10)
+    s.run_until(lambda: all(s.acked(c) for c in writes), 5, "L and F commit the writes")
+    world.crash(f)
+    world.crash(lead)
+    world.start(f)  # F restarts from its snapshot file and journal
+    world.start(g)
+    s.run_until(s.leader, 10, "F and G elect a leader")
+    s.run(1.0)
     return s.finish()
 
 
