@@ -27,9 +27,10 @@ run exactly this code.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from pysyncobj import SyncObj, SyncObjConf, SyncObjConsumer, replicated
 from pysyncobj.monotonic import monotonic as pysyncobj_monotonic
@@ -193,13 +194,28 @@ class RaftCore:
         self._before_tick()
         self._queue.last_taken = None
         try:
-            self.so.doTick(timeout)
+            with self.message_round():
+                self.so.doTick(timeout)
         except JournalUnavailable:
             # The journal logged it once; blocked() now keeps the node from voting or appending.
             # If the failed write was a command being appended, pysyncobj has dropped its callback.
             self._fail_taken(self._queue.last_taken)
         finally:
             self._after_tick()
+
+    @contextlib.contextmanager
+    def message_round(self) -> Iterator[None]:
+        """Group commit on the follower: every message read in one poll is appended without a
+        sync, its reply waits, and one sync at the end covers them all before the replies go out
+        (Figure 2: persist before responding). Replies whose appends failed are never sent."""
+        self.follower.begin_round()
+        try:
+            with self.journal.batch():
+                yield
+        except BaseException:
+            self.follower.drop_round()
+            raise
+        self.follower.end_round()
 
     def _append_then_sync(self) -> None:
         """Append the queued commands, send them, and only then sync them (one sync for all).
@@ -213,6 +229,7 @@ class RaftCore:
         """
         with self.journal.batch():
             self._take_commands()
+        self.journal.sync()  # now, not at the end of the tick's batch: that comes after the poll's wait
 
     def _before_tick(self) -> None:
         self.elections.before_tick()

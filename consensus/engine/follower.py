@@ -19,7 +19,9 @@ message instead of pysyncobj:
    are rolled back, newest first), and the rest is appended;
 5. the reply's match is ``prevLogIdx + len(entries)``, what this message proved, never the log's
    end; the commit index becomes ``min(leaderCommit, match)``;
-6. appends are synced to disk before the reply is sent (one sync per message);
+6. appends are synced to disk before the reply is sent: the owner opens a round for each tick
+   (``begin_round``), replies wait in it, and after the tick's one sync covering every message
+   read in it they go out (``end_round``): group commit, as a leader batches entries;
 7. a snapshot (InstallSnapshot, Figure 13) is received into its own file and installed only if
    it is news: when its last entry is committed here, or held here with the same term, the log
    already holds everything it holds and is kept (rule 6); only otherwise is the state replaced
@@ -63,6 +65,7 @@ class FollowerRules:
         self._acknowledged: tuple[int, int] = (0, 0)  # (term, highest index acknowledged in it)
         self._echo: int | None = None
         self._probe: int | None = None
+        self._round: list[tuple[Any, dict[str, Any]]] | None = None  # replies waiting for the tick's sync
 
     def on_append_entries(self, node: Any, message: dict[str, Any]) -> None:
         raft = self.raft
@@ -164,7 +167,7 @@ class FollowerRules:
                 change = raft.parse_change_cluster(command)
                 if change is not None:
                     raft.change_cluster(change)
-        # The batch synced the appends; only now may the leader count them.
+        # Synced by the batch, or (in a round) by the sync before the round's replies go out.
         self._reply(node, match + 1, success=True, reset=False)
         term = raft.current_term
         if self._acknowledged[0] != term or match > self._acknowledged[1]:
@@ -197,6 +200,22 @@ class FollowerRules:
                 raft.change_cluster(change, reverse=True)
         raft.log.deleteEntriesFrom(index - raft.first_index())
 
+    # -- group commit ----------------------------------------------------------------------------
+
+    def begin_round(self) -> None:
+        self._round = []
+
+    def end_round(self) -> None:
+        """Send the round's replies, once the journal holds (synced) what they acknowledge."""
+        replies, self._round = self._round or [], None
+        if replies:
+            self.raft.log.sync()
+        for node, reply in replies:
+            self.send(node, reply)
+
+    def drop_round(self) -> None:
+        self._round = None
+
     def _reply(self, node: Any, next_index: int, *, success: bool, reset: bool) -> None:
         reply = {"type": "next_node_idx", "next_node_idx": next_index, "reset": reset, "success": success,
                  "term": self.raft.current_term}
@@ -206,4 +225,7 @@ class FollowerRules:
             # Any reply in the leader's term confirms its leadership for the reads of this round
             # (ReadIndex, dissertation 6.4), refusals of a log mismatch included.
             reply["rw_seq"] = self._echo
-        self.send(node, reply)
+        if self._round is not None:
+            self._round.append((node, reply))
+        else:
+            self.send(node, reply)

@@ -12,7 +12,8 @@
   invoked (a deposed leader must never answer from its stale state; ReadIndex, thesis 6.4).
 - Every tick ends with the journal synced: a leader counts its own copy towards a commit at the
   start of the next tick, so its log must be durable by then (it syncs after sending, thesis
-  10.2.1), and a follower syncs before it replies.
+  10.2.1), and a follower syncs before it replies: no acknowledgement leaves a node whose
+  journal holds unsynced entries (followers sync a whole tick's appends at once).
 - Leader time never decreases along the log, and no CRITICAL line is logged.
 """
 
@@ -97,6 +98,16 @@ class Checks:
 
     def on_critical(self, message: str) -> None:
         self.fail(f"CRITICAL logged: {message}")
+
+    # -- messages ------------------------------------------------------------------------------
+
+    def on_send(self, node_id: str, message: Any) -> None:
+        if not (isinstance(message, dict) and message.get("type") == "next_node_idx" and message.get("success")):
+            return
+        node = self.world.nodes.get(node_id)
+        journal = node.core.journal if node is not None and node.core is not None else None
+        if journal is not None and journal._dirty and journal.failure is None:
+            self.fail(f"{node_id} acknowledged up to {message.get('next_node_idx', 0) - 1} before syncing its journal")
 
     # -- after every step ----------------------------------------------------------------------
 

@@ -59,6 +59,7 @@ class SimTransport(Transport):  # type: ignore[misc]
         self.peers.pop(node.id, None)
 
     def send(self, node: Any, message: Any) -> bool:
+        self.network.world.checks.on_send(self.node_id, message)
         return self.network.send(self.node_id, node.id, message)
 
     def destroy(self) -> None:
@@ -67,7 +68,12 @@ class SimTransport(Transport):  # type: ignore[misc]
     # called by the network
     def deliver(self, sender: str, message: Any) -> None:
         node = self.peers.get(sender) or TCPNode(sender)
-        self._onMessageReceived(node, message)
+        core = self.network.world.nodes[self.node_id].core
+        if core is None:
+            self._onMessageReceived(node, message)
+            return
+        with core.message_round():  # as one poll of the real engine's tick reads it
+            self._onMessageReceived(node, message)
 
     def connected(self, peer: str) -> None:
         if peer in self.peers:
