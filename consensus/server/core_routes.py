@@ -60,6 +60,11 @@ STATUS_SCHEMA = obj(
 )
 
 
+def session_group(request: Any, shards: Any) -> str:
+    """Client sessions live in one group, the first of the shard map (see ``Server.propose``)."""
+    return str(shards.group_names()[0])
+
+
 def status_body(call: Call) -> dict[str, Any]:
     """Return the status of the request's group, with every hosted group's under "groups"."""
     body = server_status(call.server)
@@ -211,13 +216,14 @@ def core_routes() -> list[Route]:
               tag="cluster", body_required=False,
               response=obj({"client_id": {"type": "integer"}, "session_ttl_ms": {"type": "integer"}},
                            required=("client_id", "session_ttl_ms")),
-              mutating=True, on_leader=always, errors=(400,), success_status=201,
+              mutating=True, on_leader=always, errors=(400,), success_status=201, group_of=session_group,
               links={"closeClientSession": {"operationId": "closeClientSession",
                                             "parameters": {"id": "$response.body#/client_id"}}}),
         Route("DELETE", "/v1/clients/{id}", _close_client, "closeClientSession",
               "drop a client session and the outcomes it keeps", tag="cluster",
               path_params={"id": {"type": "string", "pattern": "[1-9][0-9]{0,17}", "maxLength": 18}},
-              response=obj({"closed": {"type": "integer"}}), mutating=True, on_leader=always, errors=(400, 404)),
+              response=obj({"closed": {"type": "integer"}}), mutating=True, on_leader=always, errors=(400, 404),
+              group_of=session_group),
         Route("POST", "/v1/leader/transfer", _transfer_leader, "transferLeader",
               "hand leadership to a member (or the most caught-up follower)", tag="cluster",
               body=obj({"to": ADDRESS_SCHEMA}), body_required=False,
