@@ -177,7 +177,7 @@ async def read_resolving_intent(call: Any, key: str) -> Any:
     return found["kv"]
 
 
-def txn_identity(call: Any) -> str | None:
+def retry_identity(call: Any) -> str | None:
     """Return what a retry of this request has in common with its first try, or None (a new one each time).
 
     With a client session, that is the client id and the request's number in it (a retry carries
@@ -400,9 +400,9 @@ async def run_txn(call: Any) -> Any:
         command = {"op": "txn", **body}
         if group == call.server.config.group:
             return await with_intents_resolved(caller, group, lambda: call.server.propose(call, MACHINE, command))
-        return await with_intents_resolved(caller, group, lambda: caller._once(group, "command", command, call.idempotency_key))
+        return await with_intents_resolved(caller, group, lambda: caller._once(group, "command", command, retry_identity(call)))
     try:
-        return await CrossGroupTxn(caller, body, txn_identity(call)).run()
+        return await CrossGroupTxn(caller, body, retry_identity(call)).run()
     except Rejected:
         raise
     except ConsensusError as exc:
