@@ -469,10 +469,10 @@ class ChaosCluster:
                 await self._api.remove_toxic(proxy, f"{LATENCY_TOXIC}-{stream}")
             del self._slow[pair]
 
-    async def link_state(self, a: str, b: str) -> dict[str, Any]:
-        """Return the link's proxy as Toxiproxy sees it: ``{"enabled", "listen", "toxics"}``."""
+    async def link_state(self, a: str, b: str, group: str | None = None) -> dict[str, Any]:
+        """Return the link's proxy (of ``group``, default the first) as Toxiproxy sees it: ``{"enabled", "listen", "toxics"}``."""
         assert self._api is not None
-        link = self.link(a, b)
+        link = self.link(a, b, group)
         state = await self._api.state(link.proxy)
         if state is None:
             raise ClusterError(f"proxy {link.proxy} is missing from Toxiproxy at {self._api.url}")
