@@ -65,6 +65,9 @@ from consensus.node import Consistency
 INTENT_TIMEOUT_MS = int(os.environ.get("RAFTWORK_INTENT_TIMEOUT_MS", "1000"))
 # The test hook (see the module docstring); 0: no pause.
 PAUSE_AFTER_PREPARE_MS = int(os.environ.get("RAFTWORK_TEST_PAUSE_AFTER_PREPARE_MS", "0"))
+# A broken resolver, for showing that the chaos checkers catch 2PC's classic bug: it aborts a lock
+# where it meets it, without asking (or deciding) the record. Never set outside such a test.
+UNSAFE_RESOLVE = os.environ.get("RAFTWORK_TEST_UNSAFE_RESOLVE") == "1"
 FORGET_SECONDS = 5.0  # the budget of a background txn_forget
 MAX_ATTEMPTS = 8
 _RETRY_SECONDS = (0.02, 0.2)  # backoff range between retries of a step, and between attempts
@@ -133,6 +136,11 @@ class GroupCaller:
 
     async def resolve(self, blocker: dict[str, Any]) -> str:
         """Finish the transaction holding ``blocker``'s lock through its record; return its state."""
+        if UNSAFE_RESOLVE and blocker.get("group"):
+            log.warning("txn %s: aborting its lock on %s without its record (RAFTWORK_TEST_UNSAFE_RESOLVE)",
+                        blocker["txn"], blocker["group"])
+            await self.propose(blocker["group"], {"op": "txn_finish", "id": blocker["txn"], "decision": ABORTED})
+            return ABORTED
         record = await self.propose(blocker["coordinator"], {"op": "txn_decide", "id": blocker["txn"], "decision": ABORTED})
         groups = sorted(set(record["participants"]) | {g for g in [blocker.get("group")] if g})
         await asyncio.gather(*(self.propose(g, {"op": "txn_finish", "id": blocker["txn"], "decision": record["state"]})
