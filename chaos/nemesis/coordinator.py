@@ -30,21 +30,21 @@ from typing import Any
 import aiohttp
 
 from chaos.cluster import FaultCluster
-from chaos.nemesis.packages import NemesisOp, restart_all
+from chaos.nemesis.packages import KillNemesis, NemesisOp
 
 PAUSE_MS = 600  # below the intent timeout (1 s), so resolvers do not abort the paused transactions
 POLL_SECONDS = 0.05
 
 
-class KillCoordinatorNemesis:
-    """See the module docstring."""
+class KillCoordinatorNemesis(KillNemesis):
+    """See the module docstring; ``stop`` and ``heal`` restart the killed node, as ``kill``'s do."""
 
     name = "kill-coordinator"
 
     def __init__(self, wait: float = 10.0, pause_ms: int = PAUSE_MS) -> None:
+        super().__init__(targets=("leader",))
         self.wait = wait
         self.node_env = {"RAFTWORK_TEST_PAUSE_AFTER_PREPARE_MS": str(pause_ms)}
-        self.killed: list[str] = []
 
     def problems(self, nodes: int) -> list[str]:
         return [] if nodes >= 3 else [f"kill-coordinator needs at least 3 nodes (a group must keep a majority), not {nodes}"]
@@ -69,15 +69,6 @@ class KillCoordinatorNemesis:
         await cluster.kill(leader)
         self.killed.append(leader)
         return NemesisOp("kill-coordinator", {"group": group, "nodes": [leader], "caught": caught})
-
-    async def stop(self, cluster: FaultCluster) -> NemesisOp:
-        nodes, self.killed = self.killed, []
-        await restart_all(cluster, nodes)
-        return NemesisOp("restart", {"nodes": nodes})
-
-    async def heal(self, cluster: FaultCluster) -> None:
-        self.killed = []
-        await restart_all(cluster, cluster.faults["killed"])
 
 
 async def _prepared_undecided(cluster: FaultCluster, http: aiohttp.ClientSession, group: str) -> list[dict[str, Any]]:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_chaos_run import REPORT, no_process_left, ops_of
+from tests.integration.test_chaos_run import REPORT, lose_money_in_a_read, no_process_left, ops_of
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,12 +68,7 @@ def test_killing_the_coordinator_groups_leader_between_prepare_and_commit(tmp_pa
     logs = "".join(p.read_text() for p in (run / "nodes").glob("*.log"))
     assert all(f"txn {txn} prepared on" in logs for txn in caught)
     # The checker is not blind here: a read edited to lose money makes the stored run INVALID.
-    lines = (run / "history.jsonl").read_text().splitlines()
-    at = next(i for i, line in enumerate(lines) if '"type":"ok"' in line and '"f":"read"' in line)
-    op = json.loads(lines[at])
-    op["value"][0] -= 1
-    lines[at] = json.dumps(op)
-    (run / "history.jsonl").write_text("\n".join(lines) + "\n")
+    lose_money_in_a_read(run)
     bad = chaos("analyze", str(run), "--no-report", timeout=300)
     assert bad.returncode == 1 and "wrong-total" in bad.stdout, bad.stdout + bad.stderr
 
