@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from consensus.errors import NotFound, Rejected, Unavailable
+from consensus.errors import InvalidRequest, NotFound, Rejected, Unavailable
 from consensus.server.members import MEMBER_ADDRESS_SCHEMA, check_new_member
 from consensus.server.metrics import CONTENT_TYPE
 from consensus.server.openapi import build_document
@@ -179,12 +179,23 @@ async def _transfer_leader(call: Call) -> Any:
     return {"leader": leader, "leader_url": call.server.http_of(leader)}
 
 
+def _check_session_group(call: Call) -> None:
+    """Refuse a session route sent to another group (X-Raft-Group): sessions live in the first one,
+    where every group's writes look their client ids up (``Server.propose``)."""
+    host = call.server.host
+    if host is not None and call.server.config.group != session_group(None, host.shards):
+        raise InvalidRequest(f"client sessions live in group {session_group(None, host.shards)}, "
+                             f"not {call.server.config.group}: send this without X-Raft-Group")
+
+
 async def _open_client(call: Call) -> Any:
+    _check_session_group(call)
     client_id = await call.node.register_client(timeout=call.remaining())
     return {"client_id": client_id, "session_ttl_ms": call.node.limits()["session_ttl"] // 10**6}
 
 
 async def _close_client(call: Call) -> Any:
+    _check_session_group(call)
     if not await call.node.close_client(int(call.params["id"]), timeout=call.remaining()):
         raise NotFound(f"no client session {call.params['id']}")
     return {"closed": int(call.params["id"])}

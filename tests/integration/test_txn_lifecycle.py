@@ -107,6 +107,9 @@ async def test_a_session_retry_applies_once_across_groups(groups):
     status, opened = await post(s, cluster.endpoints[1], "/v1/clients", None)
     assert status == 201, opened
     client = opened["client_id"]
+    # Sessions live in the first group: one opened elsewhere would share client ids with it.
+    status, refused = await post(s, cluster.endpoints[1], "/v1/clients", None, {"X-Raft-Group": "g2"})
+    assert (status, refused["error"]["code"]) == (400, "invalid_request"), refused
     a, b, c = keys_on(shards, "g2", "g3", "g3")  # the first key (coordinator) is not on g1, the session's group
     created = [{"key": k, "target": "version", "op": "==", "value": 0} for k in (a, b)]
     body = {"compare": created, "success": [{"put": {"key": a, "value": "1"}}, {"put": {"key": b, "value": "1"}}]}
