@@ -87,6 +87,13 @@ def _positive(kind: Any) -> Any:
     return parse
 
 
+def _groups(text: str) -> int:
+    value = _positive(int)(text)
+    if value > 16:
+        raise argparse.ArgumentTypeError(f"at most 16 groups, not {value}")
+    return int(value)
+
+
 def _interval(text: str) -> tuple[float, float]:
     try:
         parts = [float(x) for x in text.split(",")]
@@ -113,6 +120,9 @@ def _common(p: argparse.ArgumentParser, time_limit: float, *, matrix: bool = Fal
                        help="cluster sizes, a comma list: each run once per size (default 3)")
     else:
         p.add_argument("--nodes", type=_positive(int), default=3, help="cluster size (default 3)")
+    p.add_argument("--groups", type=_groups, default=1, metavar="G",
+                   help="Raft groups (default 1); with G > 1 every node process hosts a member of each group, "
+                        "keys are hashed over the groups and faults hit every group on a node at once")
     p.add_argument("--time-limit", type=_positive(float), default=time_limit, metavar="S",
                    help=f"seconds of client load (default {time_limit:g})")
     p.add_argument("--concurrency", type=_concurrency, default="2n", help="client processes: an int or '2n' (default 2n)")
@@ -172,7 +182,8 @@ def register(subparsers: Any) -> None:
 
 def _config(args: argparse.Namespace, workload: str, nemesis: str, name: str | None = None,
             seed: int | None = None, nodes: int | None = None) -> TestConfig:
-    return TestConfig(workload=workload, nemesis=nemesis, nodes=nodes or args.nodes, time_limit=args.time_limit,
+    return TestConfig(workload=workload, nemesis=nemesis, nodes=nodes or args.nodes, groups=args.groups,
+                      time_limit=args.time_limit,
                       concurrency=args.concurrency, rate=args.rate, seed=seed, store=args.store,
                       toxiproxy=args.toxiproxy, name=name, op_timeout=args.op_timeout, recovery=args.recovery,
                       checker_timeout=args.checker_timeout, nemesis_interval=args.nemesis_interval,

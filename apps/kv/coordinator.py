@@ -14,6 +14,8 @@ key's group):
    write-lock the keys written; vote.
 5. ``txn_decide(T, committed | aborted)`` on C: a compare-and-set on the record; the commit point.
 6. ``txn_finish(T, decision)`` on every participant: apply or drop the writes, release the locks.
+7. ``txn_forget(T)`` on C, in the background once every participant finished: the record may be
+   dropped after the retention (``apps.kv.twophase``). Resolvers and client retries send it too.
 
 Each step is retried under ``T`` until it has an outcome or the request's deadline passes (each
 is idempotent). A transaction refused for a conflict or a moved revision is retried as
@@ -21,15 +23,21 @@ is idempotent). A transaction refused for a conflict or a moved revision is retr
 ``txn_decide(aborted)`` (which wins only while it is pending), then ``txn_finish`` with the
 record's final state on every participant.
 
-With an ``Idempotency-Key`` the ids are derived from it, so a client's retry finds the attempts
-of the first try: a committed one is finished again and its stored result returned; a pending
-one is aborted (or found committed) before a new attempt starts.
+With an ``Idempotency-Key`` (or a client session: its client id and request number) the ids are
+derived from it, so a client's retry finds the attempts of the first try: a committed one is
+finished again and its stored result returned; a pending one is aborted (or found committed)
+before a new attempt starts.
+
+A test hook, ``RAFTWORK_TEST_PAUSE_AFTER_PREPARE_MS``, makes the coordinator wait that long
+between the last yes vote and the decision (logging one line), so a chaos run can kill the
+coordinator group's leader, or the coordinating process, in exactly that window.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 import random
 import time
@@ -55,9 +63,17 @@ from consensus.node import Consistency
 # compare-and-swap decides every race); it trades how long a crashed coordinator blocks its keys
 # against how soon a slow but live one is aborted. RAFTWORK_INTENT_TIMEOUT_MS overrides it.
 INTENT_TIMEOUT_MS = int(os.environ.get("RAFTWORK_INTENT_TIMEOUT_MS", "1000"))
+# The test hook (see the module docstring); 0: no pause.
+PAUSE_AFTER_PREPARE_MS = int(os.environ.get("RAFTWORK_TEST_PAUSE_AFTER_PREPARE_MS", "0"))
+# A broken resolver, for showing that the chaos checkers catch 2PC's classic bug: it aborts a lock
+# where it meets it, without asking (or deciding) the record. Never set outside such a test.
+UNSAFE_RESOLVE = os.environ.get("RAFTWORK_TEST_UNSAFE_RESOLVE") == "1"
+FORGET_SECONDS = 5.0  # the budget of a background txn_forget
 MAX_ATTEMPTS = 8
 _RETRY_SECONDS = (0.02, 0.2)  # backoff range between retries of a step, and between attempts
 _RETRYABLE = (Indeterminate, Unavailable, NotLeader)
+log = logging.getLogger("apps.kv.txn")
+_background: set[asyncio.Task[Any]] = set()  # forgets in flight (a task needs a reference until done)
 
 
 class GroupCaller:
@@ -120,11 +136,66 @@ class GroupCaller:
 
     async def resolve(self, blocker: dict[str, Any]) -> str:
         """Finish the transaction holding ``blocker``'s lock through its record; return its state."""
+        if UNSAFE_RESOLVE and blocker.get("group"):
+            log.warning("txn %s: aborting its lock on %s without its record (RAFTWORK_TEST_UNSAFE_RESOLVE)",
+                        blocker["txn"], blocker["group"])
+            await self.propose(blocker["group"], {"op": "txn_finish", "id": blocker["txn"], "decision": ABORTED})
+            return ABORTED
         record = await self.propose(blocker["coordinator"], {"op": "txn_decide", "id": blocker["txn"], "decision": ABORTED})
         groups = sorted(set(record["participants"]) | {g for g in [blocker.get("group")] if g})
         await asyncio.gather(*(self.propose(g, {"op": "txn_finish", "id": blocker["txn"], "decision": record["state"]})
                                for g in groups))
+        forget_later(self.host, blocker["coordinator"], blocker["txn"])
         return str(record["state"])
+
+
+def forget_later(host: Any, coordinator: str, txn: str) -> None:
+    """Send ``txn_forget`` in the background: every participant has finished ``txn``.
+
+    Best effort: if it never lands (this process dies first), the record is kept, never dropped
+    too early."""
+    async def forget() -> None:
+        caller = GroupCaller(host, time.monotonic() + FORGET_SECONDS)
+        try:
+            await caller.propose(coordinator, {"op": "txn_forget", "id": txn})
+        except ConsensusError as exc:
+            log.info("txn %s: forget on %s not confirmed (%s); the record is kept", txn, coordinator, exc.code)
+
+    task = asyncio.get_running_loop().create_task(forget())
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+async def read_resolving_intent(call: Any, key: str) -> Any:
+    """Read ``key`` linearizably; a write intent on it older than the timeout is resolved first.
+
+    A young intent is not waited for: the read returns the last committed value (the prepared
+    transaction is not visible until it commits in this group). An old one is finished through
+    its record (committed or aborted), and the key read again, so a transaction whose
+    coordinator died is settled by the next plain reader too."""
+    caller = GroupCaller(call.server.host, call.deadline)
+    found: dict[str, Any] = {}
+    for _ in range(3):  # after a resolution, only a new (young) intent can be there
+        found = await call.server.read(call, MACHINE, {"op": "get_intent", "key": key}, Consistency.LINEARIZABLE)
+        intent = found["intent"]
+        if intent is None or intent["age_ms"] < INTENT_TIMEOUT_MS:
+            break
+        state = await caller.resolve(dict(intent, group=call.server.config.group))
+        log.info("read of a key on %s resolved transaction %s: %s", call.server.config.group, intent["txn"], state)
+    return found["kv"]
+
+
+def retry_identity(call: Any) -> str | None:
+    """Return what a retry of this request has in common with its first try, or None (a new one each time).
+
+    With a client session, that is the client id and the request's number in it (a retry carries
+    both; the session itself lives in one group's log, so it cannot fence steps in the others);
+    else the Idempotency-Key. The transaction ids are derived from it, and the records are kept
+    for the retention, so a retry within it applies once."""
+    if call.session is not None:
+        client_id, seq, _ = call.session
+        return f"session:{client_id}:{seq}"
+    return call.idempotency_key  # type: ignore[no-any-return]
 
 
 def txn_keys(body: dict[str, Any]) -> list[str]:
@@ -209,6 +280,14 @@ class CrossGroupTxn:
         await self._finish(txn, record["participants"], ABORTED)
         return None
 
+    async def _pause_after_prepare(self, txn: str, participants: list[str]) -> None:
+        """The test hook: hold a fully prepared transaction before its decision."""
+        if PAUSE_AFTER_PREPARE_MS > 0:
+            log.warning("txn %s prepared on %s; pausing %d ms before the decision on %s "
+                        "(RAFTWORK_TEST_PAUSE_AFTER_PREPARE_MS)", txn, ",".join(participants), PAUSE_AFTER_PREPARE_MS,
+                        self.coordinator)
+            await asyncio.sleep(PAUSE_AFTER_PREPARE_MS / 1000)
+
     async def _attempt(self, txn: str) -> tuple[dict[str, Any] | None, dict[str, Any]]:
         body = self.body
         read_keys = list(dict.fromkeys([c["key"] for c in body.get("compare", [])] +
@@ -237,6 +316,8 @@ class CrossGroupTxn:
                                                               "reads": reads.get(g, []), "writes": writes.get(g, [])})
                                        for g in participants))
         refusal = next((dict(v, group=g) for g, v in zip(participants, votes) if v["vote"] != "yes"), None)
+        if refusal is None:
+            await self._pause_after_prepare(txn, participants)
         result = None if refusal else self._result(succeeded, ops, seen)
         decision = ABORTED if refusal else COMMITTED
         record = await self.caller.propose(self.coordinator, {"op": "txn_decide", "id": txn, "decision": decision,
@@ -309,6 +390,7 @@ class CrossGroupTxn:
     async def _finish(self, txn: str, groups: list[str], decision: str) -> dict[str, int]:
         answers = await asyncio.gather(*(self.caller.propose(g, {"op": "txn_finish", "id": txn, "decision": decision})
                                          for g in groups))
+        forget_later(self.caller.host, self.coordinator, txn)
         return {g: a["revision"] for g, a in zip(groups, answers)}
 
 
@@ -326,11 +408,9 @@ async def run_txn(call: Any) -> Any:
         command = {"op": "txn", **body}
         if group == call.server.config.group:
             return await with_intents_resolved(caller, group, lambda: call.server.propose(call, MACHINE, command))
-        return await with_intents_resolved(caller, group, lambda: caller._once(group, "command", command, call.idempotency_key))
-    if call.session is not None:
-        raise InvalidRequest("a transaction across groups takes an Idempotency-Key, not a client session")
+        return await with_intents_resolved(caller, group, lambda: caller._once(group, "command", command, retry_identity(call)))
     try:
-        return await CrossGroupTxn(caller, body, call.idempotency_key).run()
+        return await CrossGroupTxn(caller, body, retry_identity(call)).run()
     except Rejected:
         raise
     except ConsensusError as exc:

@@ -22,10 +22,13 @@ Queries: ``{"op": "get", "key"}`` -> kv or None; ``{"op": "list", "prefix", "lim
 ``{"events", "next_revision"}`` (``Compacted`` once ``from_revision`` left the window);
 ``{"op": "status"}`` -> settings, usage and revisions.
 
-Two-phase commit across groups (``apps.kv.twophase``): ``txn_begin``, ``txn_decide`` (the
-transaction record), ``txn_prepare``, ``txn_finish`` (intents), and the queries ``gets`` (several
-keys at once), ``txn_validate`` and ``txn_record``. A put, delete or txn that writes a key locked
-by a prepared transaction is refused with ``IntentHeld`` (definite 409).
+Two-phase commit across groups (``apps.kv.twophase``): ``txn_begin``, ``txn_decide``,
+``txn_forget`` (the transaction record), ``txn_prepare``, ``txn_finish`` (intents), and the
+queries ``gets`` (several keys at once), ``txn_validate``, ``txn_record``, ``txn_active`` (pending
+records and prepared transactions, for operators and the chaos harness) and ``get_intent`` (a
+key and the write intent on it, for readers that resolve old intents). A put, delete or txn that
+writes a key locked by a prepared transaction is refused with ``IntentHeld`` (definite 409).
+Finished transactions are dropped after ``txn_retention_s`` (see ``apps.kv.twophase``).
 
 The watch window keeps the last ``watch_window`` events (whole revisions) in revision order;
 ``compact_revision`` is the newest revision dropped from it. Pure and deterministic.
@@ -60,6 +63,7 @@ _COMMANDS: dict[str, tuple[set[str], set[str]]] = {
     "txn_decide": ({"op", "id", "decision"}, {"op", "id", "decision", "result"}),
     "txn_prepare": ({"op", "id", "coordinator", "reads", "writes"}, {"op", "id", "coordinator", "reads", "writes"}),
     "txn_finish": ({"op", "id", "decision"}, {"op", "id", "decision"}),
+    "txn_forget": ({"op", "id"}, {"op", "id"}),
 }
 _QUERIES: dict[str, tuple[set[str], set[str]]] = {
     "get": ({"op", "key"}, {"op", "key"}),
@@ -69,6 +73,8 @@ _QUERIES: dict[str, tuple[set[str], set[str]]] = {
     "gets": ({"op", "keys"}, {"op", "keys"}),
     "txn_validate": ({"op", "reads"}, {"op", "reads"}),
     "txn_record": ({"op", "id"}, {"op", "id"}),
+    "txn_active": ({"op"}, {"op"}),
+    "get_intent": ({"op", "key"}, {"op", "key"}),
 }
 
 
@@ -130,7 +136,7 @@ def _check_reads(reads: Any) -> None:
 
 def check_query(query: Any) -> dict[str, Any]:
     op = _check_op(query, _QUERIES, "query")
-    if op == "get":
+    if op in ("get", "get_intent"):
         rules.check_key(query["key"])
     elif op == "gets":
         if not isinstance(query["keys"], list) or len(query["keys"]) > rules.MAX_TXN_OPS + rules.MAX_TXN_COMPARES:
@@ -185,7 +191,12 @@ class KVMachine:
         return bool(self.txns.prepared)
 
     def advance_time(self, ctx: ApplyContext) -> None:
+        self._tick(ctx)
+
+    def _tick(self, ctx: ApplyContext) -> None:
+        """Move leader-stamped time on; drop finished transactions older than the retention."""
         self.txns.now_ns = max(self.txns.now_ns, ctx.time_ns)
+        self.txns.collect(self.settings["txn_retention_s"] * 10**9)
 
     def validate(self, command: dict[str, Any]) -> None:
         check_command(command)
@@ -195,7 +206,7 @@ class KVMachine:
 
     def apply(self, command: dict[str, Any], ctx: ApplyContext) -> Any:
         check_command(command)  # again: a replica never trusts what the proposer checked
-        self.txns.now_ns = max(self.txns.now_ns, ctx.time_ns)
+        self._tick(ctx)
         op = command["op"]
         if op.startswith("txn_"):
             return self._two_phase(command, ctx)
@@ -231,6 +242,13 @@ class KVMachine:
             return self._validate([tuple(r) for r in query["reads"]], None) or {"ok": True}
         if op == "txn_record":
             return self.txns.record_json(query["id"])
+        if op == "txn_active":
+            return self.txns.active()
+        if op == "get_intent":
+            key = query["key"]
+            writer = self.txns.writers.get(key)
+            return {"kv": kv_json(key, self.kvs.get(key)),
+                    "intent": self.txns.blocker(key, writer) if writer is not None else None}
         if op == "list":
             return self._list(query.get("prefix", ""), query.get("limit") or rules.MAX_PAGE, query.get("after"))
         if op == "watch":
@@ -264,8 +282,10 @@ class KVMachine:
             return tables.begin(txn, command["participants"])
         if op == "txn_decide":
             return tables.decide(txn, command["decision"], command.get("result"))
+        if op == "txn_forget":
+            return tables.forget(txn)
         if txn in tables.finished:  # retried (or late) after this group finished it: never lock again
-            state, revision = tables.finished[txn]
+            state, revision, _ = tables.finished[txn]
             return {"vote": "finished", "state": state, "revision": revision}
         if op == "txn_prepare":
             if txn in tables.prepared:
@@ -289,7 +309,7 @@ class KVMachine:
         prepared = tables.unlock(txn)  # txn_finish
         if prepared is not None and command["decision"] == COMMITTED:
             self._commit(prepared.writes, ctx.seq, quotas=False)  # decided: quotas were checked at prepare
-        tables.finished[txn] = [command["decision"], self.revision]
+        tables.finish(txn, command["decision"], self.revision)
         return {"vote": "finished", "state": command["decision"], "revision": self.revision}
 
     # -- writes ----------------------------------------------------------------------------------

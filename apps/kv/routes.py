@@ -13,7 +13,7 @@ from typing import Any
 
 from apps.kv import rules
 from apps.kv.machine import MACHINE
-from apps.kv.coordinator import GroupCaller, run_txn, with_intents_resolved
+from apps.kv.coordinator import GroupCaller, read_resolving_intent, run_txn, with_intents_resolved
 from consensus.errors import InvalidRequest, KeyNotFound
 from consensus.node import Consistency
 from consensus.server.routing import Call, Route, always, linearizable_read
@@ -87,7 +87,12 @@ def _key(call: Call) -> str:
 
 
 async def _get(call: Call) -> Any:
-    kv = await call.server.read(call, MACHINE, {"op": "get", "key": _key(call)}, _consistency(call))
+    consistency = _consistency(call)
+    if call.server.host is not None and consistency is Consistency.LINEARIZABLE:
+        # Several groups: a write intent older than the timeout is resolved through its record first.
+        kv = await read_resolving_intent(call, _key(call))
+    else:
+        kv = await call.server.read(call, MACHINE, {"op": "get", "key": _key(call)}, consistency)
     if kv is None:
         raise KeyNotFound(f"no key {call.params['key'][:200]!r}")
     return kv
@@ -128,7 +133,8 @@ async def _txn(call: Call) -> Any:
     return await run_txn(call)
 
 
-_INTERNAL_OPS = ("txn_begin", "txn_decide", "txn_prepare", "txn_finish", "txn", "gets", "txn_validate", "txn_record")
+_INTERNAL_OPS = ("txn_begin", "txn_decide", "txn_prepare", "txn_finish", "txn_forget", "txn", "gets", "txn_validate",
+                 "txn_record", "txn_active", "get_intent")
 
 
 async def _internal(call: Call) -> Any:
@@ -228,7 +234,8 @@ def routes() -> list[Route]:
               "the config store's replicated settings, usage and revisions", tag="kv", query=read,
               response=STATUS_SCHEMA, on_leader=linearizable_read, local_fallback=True, errors=(400,)),
         Route("PUT", "/v1/kv-settings", _put_settings, "putKVSettings",
-              "change settings: max_keys, max_bytes (keys plus values), watch_window (events kept for watch)",
+              "change settings: max_keys, max_bytes (keys plus values), watch_window (events kept for watch), "
+              "txn_retention_s (how long a finished cross-group transaction is remembered)",
               tag="kv", body=dict(obj(SETTINGS_PROPERTIES), minProperties=1), response=SETTINGS_SCHEMA,
               mutating=True, on_leader=always, errors=(400, 409)),
     ]

@@ -10,8 +10,9 @@ Pure functions that raise ``InvalidRequest`` (400, nothing submitted) naming wha
 - a transaction has at most ``MAX_TXN_COMPARES`` compares and ``MAX_TXN_OPS`` ops per branch,
   and writes (puts or deletes) a key at most once per branch (etcd refuses that too).
 
-Replicated settings (``settings``): ``max_keys``, ``max_bytes`` (keys plus values, UTF-8) and
-``watch_window`` (how many recent events a watch can start from).
+Replicated settings (``settings``): ``max_keys``, ``max_bytes`` (keys plus values, UTF-8),
+``watch_window`` (how many recent events a watch can start from) and ``txn_retention_s`` (how
+long a finished cross-group transaction is remembered).
 """
 
 from __future__ import annotations
@@ -39,11 +40,15 @@ TARGETS = ("value", "version", "create_revision", "mod_revision")
 COMPARE_OPS = ("==", "!=", "<", ">")
 OP_KINDS = ("put", "delete", "get")
 
-DEFAULT_SETTINGS: dict[str, int] = {"max_keys": 1_000_000, "max_bytes": 256 << 20, "watch_window": 10_000}
+# txn_retention_s: how long (leader time) a finished cross-group transaction is remembered; the
+# default is the idempotency window, so a retry under the same key finds it (apps.kv.twophase).
+DEFAULT_SETTINGS: dict[str, int] = {"max_keys": 1_000_000, "max_bytes": 256 << 20, "watch_window": 10_000,
+                                    "txn_retention_s": 600}
 SETTING_BOUNDS: dict[str, tuple[int, int]] = {
     "max_keys": (0, 100_000_000),
     "max_bytes": (0, 1 << 40),
     "watch_window": (1, 1_000_000),
+    "txn_retention_s": (1, 7 * 86400),
 }
 
 

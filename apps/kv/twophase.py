@@ -19,10 +19,25 @@ Two tables, both deterministic (time only from ``ctx.time_ns``) and in the snaps
 Every step is idempotent under the transaction id: a prepare retried after the vote returns the
 same vote; a prepare or finish for a transaction already finished here returns that outcome
 (``finished``) and lays nothing, so a delayed retry cannot lock keys again.
+
+**Garbage collection.** Finished entries and decided records are kept for ``retention`` (the
+``txn_retention_s`` setting, default 600 s, the idempotency window) of leader-stamped time, then
+dropped by the next command applied in the group:
+
+- a participant's ``finished`` entry from its ``txn_finish``: it fences out a late prepare, which
+  only a coordinator still running the request can send (its deadline is at most 60 s);
+- a record only once it is *forgotten*: ``txn_forget`` (sent by whoever finished the transaction
+  on every participant: the coordinator, a resolver, a client retry) says no participant holds
+  its locks any more, so no resolver can ever need the decision again. A record that is never
+  forgotten (its coordinator died between the finishes and the forget) is kept. The retention
+  counts from the forget, so a client retry under the same idempotency key within the window
+  still finds the committed record and its result (exactly-once), and a late resolver still
+  gets the right answer.
 """
 
 from __future__ import annotations
 
+import collections
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,14 +59,21 @@ class Prepared:
     writes: list[dict[str, Any]]  # kv ops ({"put": {...}} / {"delete": {...}}) to apply at commit
 
 
+MAX_LISTED = 100  # transactions named by one txn_active query
+
+
 @dataclass
 class TxnTables:
-    records: dict[str, list[Any]] = field(default_factory=dict)  # id -> [state, participants, result]
+    # id -> [state, participants, result, forgotten_ns]: forgotten_ns is None until txn_forget
+    records: dict[str, list[Any]] = field(default_factory=dict)
     prepared: dict[str, Prepared] = field(default_factory=dict)
-    finished: dict[str, list[Any]] = field(default_factory=dict)  # id -> [decision, revision it left] here
+    finished: dict[str, list[Any]] = field(default_factory=dict)  # id -> [decision, revision it left, finished_ns] here
     writers: dict[str, str] = field(default_factory=dict)  # key -> txn id holding its write intent
     readers: dict[str, set[str]] = field(default_factory=dict)  # key -> txn ids holding read locks
     now_ns: int = 0  # the latest leader-stamped time applied (ages in queries)
+    # (since_ns, "record" | "finished", id) in the order their retention started: collect() pops
+    # from the left. Derived from the tables (rebuilt on restore), so not in the snapshot itself.
+    expiry: collections.deque[tuple[int, str, str]] = field(default_factory=collections.deque)
 
     # -- locks -------------------------------------------------------------------------------
 
@@ -97,7 +119,7 @@ class TxnTables:
 
     def begin(self, txn: str, participants: list[str]) -> dict[str, Any]:
         if txn not in self.records:
-            self.records[txn] = [PENDING, list(participants), None]
+            self.records[txn] = [PENDING, list(participants), None, None]
         return self.record_json(txn)
 
     def decide(self, txn: str, decision: str, result: Any) -> dict[str, Any]:
@@ -105,17 +127,48 @@ class TxnTables:
         if record is None:
             if decision == COMMITTED:
                 raise InvalidRequest(f"transaction {txn!r} has no record to commit")
-            self.records[txn] = [ABORTED, [], None]  # fences out a coordinator that has not begun
+            self.records[txn] = [ABORTED, [], None, None]  # fences out a coordinator that has not begun
         elif record[0] == PENDING:
             record[0] = decision
             record[2] = result if decision == COMMITTED else None
         return self.record_json(txn)
 
+    def forget(self, txn: str) -> dict[str, Any] | None:
+        """Note that every participant finished a decided transaction: its retention starts now."""
+        record = self.records.get(txn)
+        if record is not None and record[0] != PENDING and record[3] is None:
+            record[3] = self.now_ns
+            self.expiry.append((self.now_ns, "record", txn))
+        return self.record_json(txn)
+
+    def finish(self, txn: str, decision: str, revision: int) -> None:
+        self.finished[txn] = [decision, revision, self.now_ns]
+        self.expiry.append((self.now_ns, "finished", txn))
+
+    def collect(self, retention_ns: int) -> int:
+        """Drop the forgotten records and finished entries older than ``retention_ns``; return how many."""
+        dropped = 0
+        while self.expiry and self.expiry[0][0] + retention_ns <= self.now_ns:
+            since, kind, txn = self.expiry.popleft()
+            table = self.records if kind == "record" else self.finished
+            entry = table.get(txn)
+            if entry is not None and entry[-1] == since:
+                del table[txn]
+                dropped += 1
+        return dropped
+
+    def active(self) -> dict[str, Any]:
+        """Return the pending records (with their participants) and the transactions prepared here."""
+        pending = [{"id": t, "participants": list(r[1])} for t, r in sorted(self.records.items()) if r[0] == PENDING]
+        return {"pending": pending[:MAX_LISTED], "prepared": sorted(self.prepared)[:MAX_LISTED],
+                "records": len(self.records), "finished": len(self.finished)}
+
     def record_json(self, txn: str) -> dict[str, Any] | None:
         record = self.records.get(txn)
         if record is None:
             return None
-        return {"id": txn, "state": record[0], "participants": list(record[1]), "result": record[2]}
+        return {"id": txn, "state": record[0], "participants": list(record[1]), "result": record[2],
+                "forgotten": record[3] is not None}
 
     # -- snapshots ---------------------------------------------------------------------------
 
@@ -132,11 +185,15 @@ class TxnTables:
         tables = cls()
         if not state:
             return tables
-        tables.records = {t: [s, list(p), r] for t, s, p, r in state["records"]}
+        # Snapshots written before garbage collection have no times: those entries are kept.
+        tables.records = {t: [s, list(p), r, *(rest or [None])] for t, s, p, r, *rest in state["records"]}
         for t, coordinator, time_ns, reads, writes in state["prepared"]:
             tables.lock(t, Prepared(coordinator, time_ns, list(reads), list(writes)))
-        tables.finished = {t: list(d) for t, d in state["finished"]}
+        tables.finished = {t: list(d) + [None] * (3 - len(d)) for t, d in state["finished"]}
         tables.now_ns = state["now_ns"]
+        started = [(r[3], "record", t) for t, r in tables.records.items() if r[3] is not None]
+        started += [(d[2], "finished", t) for t, d in tables.finished.items() if d[2] is not None]
+        tables.expiry = collections.deque(sorted(started))
         return tables
 
 

@@ -1,5 +1,11 @@
 """``ChaosCluster``: N ``consensus serve`` processes whose links (Raft, and HTTP forwarding) run
-through Toxiproxy, so a partition cuts a node off completely."""
+through Toxiproxy, so a partition cuts a node off completely.
+
+With ``groups=G`` (G > 1) every process hosts one member of each of G Raft groups g1..gG
+(``consensus.testing.local.plan_groups``): each group's Raft link between two nodes has its own
+proxy (``g2:n3->n1``), the HTTP forwarding links stay one per ordered pair of processes, and
+every fault acts on processes and node pairs, so a partition between two nodes cuts every
+group's link between them, and a kill takes down a member of every group at once."""
 
 from __future__ import annotations
 
@@ -13,7 +19,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from chaos.cluster._links import DROP_TOXIC, LATENCY_TOXIC, HttpLink, Link, ProxyAPI
 from chaos.cluster._topology import Pair, grudge_links, groups_grudge
-from consensus.testing.local import ClusterError, LocalCluster, NodeInfo, PortTaken, plan_nodes, replace_views
+from consensus.testing.local import ClusterError, LocalCluster, NodeInfo, PortTaken, plan_groups, plan_nodes, replace_views
 from consensus.testing.procs import HOST, pick_ports
 
 log = logging.getLogger("chaos.cluster")
@@ -43,10 +49,14 @@ class ChaosCluster:
 
     def __init__(self, n: int = 3, apps: Sequence[str] = ("counter",), data_dir: Path | str = "chaos-cluster",
                  toxiproxy_url: str | None = None, token: str | None = None, *, proxy_prefix: str = "",
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, groups: int = 1, env: Mapping[str, str] | None = None) -> None:
         if not 1 <= n <= 15:
             raise ValueError("n must be from 1 to 15")
+        if not 1 <= groups <= 16:
+            raise ValueError("groups must be from 1 to 16")
         self.n = n
+        self.groups = ["default"] if groups == 1 else [f"g{j + 1}" for j in range(groups)]
+        self.env = dict(env or {})  # extra environment of every node process (test hooks)
         self.apps = tuple(apps)
         self.data_dir = Path(data_dir).resolve()
         self.toxiproxy_url = toxiproxy_url
@@ -54,10 +64,11 @@ class ChaosCluster:
         self.proxy_prefix = proxy_prefix
         self._rng = rng or random.Random()
         self.names = [f"n{i + 1}" for i in range(n)]
-        self._raft: dict[str, str] = {}
+        self._raft: dict[str, str] = {}  # node -> its Raft address in the first group
+        self._group_raft: dict[str, dict[str, str]] = {}  # group -> node -> its Raft address there
         self._http: dict[str, str] = {}
         self.local: LocalCluster | None = None  # the node processes, once launched
-        self._links: dict[Pair, Link] = {}
+        self._links: dict[Pair, dict[str, Link]] = {}  # pair -> group -> that group's Raft link
         self._http_links: dict[tuple[str, str], HttpLink] = {}  # (sender, target)
         self._embedded: Any = None  # BackgroundServer when we run Toxiproxy ourselves
         self._api: ProxyAPI | None = None
@@ -83,7 +94,8 @@ class ChaosCluster:
 
     @property
     def links(self) -> list[Link]:
-        return sorted(self._links.values(), key=lambda link: link.proxy)
+        """Every Raft link: one per pair of nodes and group."""
+        return sorted((link for by_group in self._links.values() for link in by_group.values()), key=lambda link: link.proxy)
 
     @property
     def http_links(self) -> list[HttpLink]:
@@ -115,12 +127,15 @@ class ChaosCluster:
         self._check(name)
         return self.nodes[self.names.index(name)]
 
-    def link(self, a: str, b: str) -> Link:
+    def link(self, a: str, b: str, group: str | None = None) -> Link:
+        """Return the Raft link between ``a`` and ``b`` in ``group`` (default: the first group)."""
         self._check(a)
         self._check(b)
         if a == b:
             raise ValueError(f"a link needs two different nodes, not {a} twice")
-        return self._links[frozenset((a, b))]
+        if group is not None and group not in self.groups:
+            raise ValueError(f"unknown group {group!r}; groups are {', '.join(self.groups)}")
+        return self._links[frozenset((a, b))][group or self.groups[0]]
 
     def client(self, **kw: Any) -> Any:
         """Return a :class:`consensus.client.Client` over every node's endpoint (close it when done)."""
@@ -160,7 +175,10 @@ class ChaosCluster:
                     log.warning("chaos cluster start attempt %d: %s; retrying with other ports", attempt, exc)
                     if attempt == _START_ATTEMPTS:
                         raise ClusterError(str(exc)) from None
-            await self.wait_for_leader(timeout)
+            if len(self.groups) > 1:
+                await self.wait_for_group_leaders(timeout)
+            else:
+                await self.wait_for_leader(timeout)
         except BaseException:
             await self.stop()
             raise
@@ -179,37 +197,50 @@ class ChaosCluster:
     async def _launch(self) -> None:
         """Pick ports, create the proxies, start the nodes (a LocalCluster) and wait until each serves HTTP."""
         pair_count = self.n * (self.n - 1) // 2
-        ports = pick_ports(2 * self.n + 3 * pair_count, self._rng)
-        specs = plan_nodes(self.n, self.data_dir, apps=self.apps, raft_ports=ports[:self.n],
-                           http_ports=ports[self.n:2 * self.n], token_file=self._write_token())
+        g = len(self.groups)
+        rafts = g * self.n
+        ports = pick_ports(rafts + self.n + (g + 2) * pair_count, self._rng)
+        options: dict[str, Any] = {"token_file": self._write_token(), "env": self.env}
+        if g == 1:
+            specs = plan_nodes(self.n, self.data_dir, apps=self.apps, raft_ports=ports[:self.n],
+                               http_ports=ports[self.n:2 * self.n], **options)
+        else:
+            specs = plan_groups(self.n, g, self.data_dir, apps=self.apps, raft_ports=ports[:rafts],
+                                http_ports=ports[rafts:rafts + self.n], **options)
         for spec in specs:
             self._raft[spec.name], self._http[spec.name] = spec.raft, spec.url
-        proxy_ports = iter(ports[2 * self.n:])
+            for group in self.groups:
+                self._group_raft.setdefault(group, {})[spec.name] = spec.groups.get(group, spec.raft)
+        proxy_ports = iter(ports[rafts + self.n:])
         self._links = await self._create_links(proxy_ports)
         self._http_links = await self._create_http_links(proxy_ports)
-        specs = [replace_views(spec, dial_routes={link.upstream: link.listen for link in self._links.values()
+        specs = [replace_views(spec, dial_routes={link.upstream: link.listen for link in self.links
                                                   if link.dialer == spec.name},
                                forward_routes=self._forward_routes_of(spec.name))
                  for spec in specs]
         self.local = LocalCluster(specs)
         await self.local.start()  # stops its children itself if a node fails to come up
-        log.info("chaos cluster of %d nodes serving in %s", self.n, self.data_dir)
+        log.info("chaos cluster of %d nodes%s serving in %s", self.n,
+                 f" x {len(self.groups)} groups" if len(self.groups) > 1 else "", self.data_dir)
 
-    async def _create_links(self, proxy_ports: Iterator[int]) -> dict[Pair, Link]:
-        """Create one Raft proxy per pair of nodes (a retried start replaces them by name)."""
+    async def _create_links(self, proxy_ports: Iterator[int]) -> dict[Pair, dict[str, Link]]:
+        """Create one Raft proxy per pair of nodes and group (a retried start replaces them by name)."""
         assert self._api is not None
-        links = {}
+        links: dict[Pair, dict[str, Link]] = {}
         for a, b in itertools.combinations(self.names, 2):
-            # pysyncobj: only the node whose address string is greater dials (transport._shouldConnect).
-            dialer, target = (a, b) if self._raft[a] > self._raft[b] else (b, a)
-            proxy = f"{self.proxy_prefix}{dialer}->{target}"
-            try:
-                listen = await self._api.create(proxy, f"{HOST}:{next(proxy_ports)}", self._raft[target])
-            except Exception as exc:
-                if "address already in use" in str(exc):
-                    raise PortTaken(f"proxy {proxy}: {exc}") from None
-                raise
-            links[frozenset((a, b))] = Link(dialer, target, proxy, listen, self._raft[target])
+            for group in self.groups:
+                raft = self._group_raft[group]
+                # pysyncobj: only the node whose address string is greater dials (transport._shouldConnect).
+                dialer, target = (a, b) if raft[a] > raft[b] else (b, a)
+                where = "" if len(self.groups) == 1 else f"{group}:"
+                proxy = f"{self.proxy_prefix}{where}{dialer}->{target}"
+                try:
+                    listen = await self._api.create(proxy, f"{HOST}:{next(proxy_ports)}", raft[target])
+                except Exception as exc:
+                    if "address already in use" in str(exc):
+                        raise PortTaken(f"proxy {proxy}: {exc}") from None
+                    raise
+                links.setdefault(frozenset((a, b)), {})[group] = Link(dialer, target, proxy, listen, raft[target], group)
         return links
 
     async def _create_http_links(self, proxy_ports: Iterator[int]) -> dict[tuple[str, str], HttpLink]:
@@ -234,12 +265,14 @@ class ChaosCluster:
         Only forwarding takes these routes; the URLs a node advertises to clients (``leader_url``,
         ``X-Raft-Leader-Url``) stay the members' real ones, so clients, like Jepsen's control
         node, reach every node directly and never through a node-to-node proxy."""
-        return {self._raft[other]: self._http_links[(name, other)].url for other in self.names if other != name}
+        return {self._group_raft[group][other]: self._http_links[(name, other)].url
+                for group in self.groups for other in self.names if other != name}
 
     def _pair_proxies(self, pair: Pair) -> list[str]:
-        """Every proxy between the two nodes of ``pair``: the Raft link and both forwarding links."""
+        """Every proxy between the two nodes of ``pair``: every group's Raft link and both forwarding links."""
         a, b = sorted(pair)
-        return [self._links[pair].proxy, self._http_links[(a, b)].proxy, self._http_links[(b, a)].proxy]
+        return [*(link.proxy for link in self._links[pair].values()), self._http_links[(a, b)].proxy,
+                self._http_links[(b, a)].proxy]
 
     def _streams(self, pair: Pair) -> list[tuple[str, str]]:
         """Every (proxy, stream) of ``pair``, both directions."""
@@ -282,7 +315,7 @@ class ChaosCluster:
                 self._embedded = None
 
     def _proxy_names(self) -> list[str]:
-        return sorted([link.proxy for link in self._links.values()] + [link.proxy for link in self._http_links.values()])
+        return sorted([link.proxy for link in self.links] + [link.proxy for link in self._http_links.values()])
 
     def _nodes(self) -> LocalCluster:
         if self.local is None:
@@ -314,6 +347,16 @@ class ChaosCluster:
         1-1.5 s): ``wait_for_leader(other_than=old)`` waits for that new one.
         """
         return await self._nodes().wait_for_leader(timeout, other_than=other_than)
+
+    async def group_leader(self, group: str) -> str | None:
+        """Return the node whose member of ``group`` leads it (agreed by the reachable members), or None."""
+        if group not in self.groups:
+            raise ValueError(f"unknown group {group!r}; groups are {', '.join(self.groups)}")
+        return await self._nodes().group_leader(group)
+
+    async def wait_for_group_leaders(self, timeout: float = 20.0) -> dict[str, str]:
+        """Poll until every group has an agreed leader; return {group: node name}."""
+        return await self._nodes().wait_for_group_leaders(timeout)
 
     # -- processes ---------------------------------------------------------------------------
 
@@ -426,10 +469,10 @@ class ChaosCluster:
                 await self._api.remove_toxic(proxy, f"{LATENCY_TOXIC}-{stream}")
             del self._slow[pair]
 
-    async def link_state(self, a: str, b: str) -> dict[str, Any]:
-        """Return the link's proxy as Toxiproxy sees it: ``{"enabled", "listen", "toxics"}``."""
+    async def link_state(self, a: str, b: str, group: str | None = None) -> dict[str, Any]:
+        """Return the link's proxy (of ``group``, default the first) as Toxiproxy sees it: ``{"enabled", "listen", "toxics"}``."""
         assert self._api is not None
-        link = self.link(a, b)
+        link = self.link(a, b, group)
         state = await self._api.state(link.proxy)
         if state is None:
             raise ClusterError(f"proxy {link.proxy} is missing from Toxiproxy at {self._api.url}")
@@ -478,9 +521,10 @@ class ChaosCluster:
         """Lose (or stop losing) what ``sender`` sends ``receiver``: its Raft messages, its forwarded
         requests to ``receiver``, and its answers to requests ``receiver`` forwards to it."""
         assert self._api is not None
-        link = self.link(sender, receiver)
-        streams = [(link.proxy, link.stream_from(sender)), (self._http_links[(sender, receiver)].proxy, "upstream"),
-                   (self._http_links[(receiver, sender)].proxy, "downstream")]
+        self.link(sender, receiver)
+        streams = [(link.proxy, link.stream_from(sender)) for link in self._links[frozenset((sender, receiver))].values()]
+        streams += [(self._http_links[(sender, receiver)].proxy, "upstream"),
+                    (self._http_links[(receiver, sender)].proxy, "downstream")]
         for proxy, stream in streams:
             name = f"{DROP_TOXIC}-{stream}"
             if drop:

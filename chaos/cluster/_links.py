@@ -35,6 +35,7 @@ class Link:
     proxy: str
     listen: str     # where the dialer connects: the proxy's listener
     upstream: str   # the target's Raft address
+    group: str = "default"  # the Raft group whose link it is (a process hosting several has one link per group)
 
     @property
     def pair(self) -> frozenset[str]:

@@ -42,6 +42,7 @@ from chaos.nemesis.packages import (
     PartitionNemesis,
     PauseNemesis,
 )
+from chaos.nemesis.coordinator import KillCoordinatorNemesis, node_env
 from chaos.nemesis.restart import RestartFollowerNemesis
 
 
@@ -63,6 +64,7 @@ NEMESES: dict[str, Callable[..., Nemesis]] = {
     "pause-leader": functools.partial(PauseNemesis, targets=("leader",)),
     "latency": LatencyNemesis,
     "restart-follower": RestartFollowerNemesis,
+    "kill-coordinator": KillCoordinatorNemesis,
     "all": _all,
 }
 
@@ -86,8 +88,8 @@ def make_nemesis(name: str, **options: Any) -> Nemesis:
 
 
 __all__ = [
-    "GRUDGES", "MIN_NODES", "NEMESES", "Groups", "Grudge", "KillNemesis", "LatencyNemesis", "MixNemesis", "Nemesis",
+    "GRUDGES", "MIN_NODES", "NEMESES", "Groups", "Grudge", "KillCoordinatorNemesis", "KillNemesis", "LatencyNemesis", "MixNemesis", "Nemesis",
     "NemesisOp", "NoNemesis", "PartitionNemesis", "PauseNemesis", "RestartFollowerNemesis", "UnknownNemesis",
-    "as_grudge", "bridge", "cut_pairs", "isolate_leader", "isolate_one", "majorities_ring", "make_nemesis", "one_way",
+    "as_grudge", "bridge", "cut_pairs", "isolate_leader", "isolate_one", "majorities_ring", "make_nemesis", "node_env", "one_way",
     "random_halves",
 ]

@@ -55,24 +55,36 @@ def _running(cluster: FaultCluster) -> list[str]:
     return [n for n in cluster.names if n not in down]
 
 
-async def _pick(cluster: FaultCluster, rng: random.Random, target: str) -> tuple[list[str], str]:
-    """Choose running nodes for ``target`` (one of :data:`TARGETS`); return them and the target
-    actually used ("leader" falls back to "one" when no leader is agreed)."""
+async def some_leader(cluster: FaultCluster, rng: random.Random) -> tuple[str | None, str | None]:
+    """Return the agreed leader and its group: with several Raft groups, of one drawn at random
+    (each process hosts a member of every group, so it kills or cuts off one group's leader and a
+    follower of the others); with one group, its leader (group None)."""
+    groups = list(getattr(cluster, "groups", ()))
+    if len(groups) > 1:
+        group = rng.choice(groups)
+        return await cluster.group_leader(group), group  # type: ignore[attr-defined]
+    return await cluster.leader(), None
+
+
+async def _pick(cluster: FaultCluster, rng: random.Random, target: str) -> tuple[list[str], dict[str, Any]]:
+    """Choose running nodes for ``target`` (one of :data:`TARGETS`); return them and what the op
+    says of the choice: the target actually used ("leader" falls back to "one" when no leader is
+    agreed) and, for a group's leader, its group."""
     running = _running(cluster)
     if not running:
-        return [], target
+        return [], {"target": target}
     if target == "leader":
-        leader = await cluster.leader()
+        leader, group = await some_leader(cluster, rng)
         if leader in running:
-            return [leader], target
+            return [leader], {"target": target, **({"group": group} if group else {})}
         target = "one"  # no agreed leader: any node
     if target == "one":
-        return [rng.choice(running)], target
+        return [rng.choice(running)], {"target": target}
     sizes = {"minority": max(1, (len(cluster.names) - 1) // 2), "majority": len(cluster.names) // 2 + 1,
              "all": len(running)}
     if target not in sizes:
         raise ValueError(f"unknown target {target!r}: use {', '.join(TARGETS)}")
-    return sorted(rng.sample(running, min(sizes[target], len(running)))), target
+    return sorted(rng.sample(running, min(sizes[target], len(running)))), {"target": target}
 
 
 def _check_targets(targets: Sequence[str]) -> tuple[str, ...]:
@@ -129,7 +141,7 @@ class PartitionNemesis:
 
     async def start(self, cluster: FaultCluster, rng: random.Random) -> NemesisOp:
         kind = rng.choice(self._fitting(len(cluster.names)))
-        leader = await cluster.leader() if kind == "isolate_leader" else None
+        leader, group = await some_leader(cluster, rng) if kind == "isolate_leader" else (None, None)
         if kind == "isolate_leader" and leader is None:
             kind = "isolate_one"
         grudge = GRUDGES[kind](cluster.names, rng, leader)
@@ -140,6 +152,8 @@ class PartitionNemesis:
             value["one_way"] = one_way  # [sender, receiver]: what sender sends receiver is lost
         if leader is not None:
             value["leader"] = leader
+            if group is not None:
+                value["group"] = group
         return NemesisOp("start-partition", value)
 
     async def stop(self, cluster: FaultCluster) -> NemesisOp:
@@ -164,11 +178,11 @@ class KillNemesis:
         return []
 
     async def start(self, cluster: FaultCluster, rng: random.Random) -> NemesisOp:
-        nodes, target = await _pick(cluster, rng, rng.choice(self.targets))
+        nodes, chosen = await _pick(cluster, rng, rng.choice(self.targets))
         for name in nodes:
             await cluster.kill(name)
             self.killed.append(name)
-        return NemesisOp("kill", {"target": target, "nodes": nodes})
+        return NemesisOp("kill", {**chosen, "nodes": nodes})
 
     async def stop(self, cluster: FaultCluster) -> NemesisOp:
         nodes, self.killed = self.killed, []
@@ -206,11 +220,11 @@ class PauseNemesis:
         return []
 
     async def start(self, cluster: FaultCluster, rng: random.Random) -> NemesisOp:
-        nodes, target = await _pick(cluster, rng, rng.choice(self.targets))
+        nodes, chosen = await _pick(cluster, rng, rng.choice(self.targets))
         for name in nodes:
             await cluster.pause(name)
             self.paused.append(name)
-        return NemesisOp("pause", {"target": target, "nodes": nodes})
+        return NemesisOp("pause", {**chosen, "nodes": nodes})
 
     async def stop(self, cluster: FaultCluster) -> NemesisOp:
         nodes, self.paused = self.paused, []

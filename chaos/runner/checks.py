@@ -142,21 +142,41 @@ async def agreement_check(cluster: _Statuses, timeout: float = 30.0, interval: f
     per index and compared where every node has one. A node that answers but never reaches the
     others' index within ``timeout`` makes the run invalid; a node that never answers, unknown.
     """
-    samples: dict[str, dict[int, str]] = {name: {} for name in cluster.names}
-    applied: dict[str, int] = {}
+    # One sample table per Raft group: a process hosting several groups reports each one's digest
+    # under "groups"; every group's members must agree among themselves.
+    samples: dict[str, dict[str, dict[int, str]]] = {}
+    applied: dict[str, dict[str, int]] = {}
     deadline = time.monotonic() + timeout
     while True:
         for name, status in (await cluster.statuses(digest=True)).items():
-            if status and isinstance(status.get("digest_index"), int) and status.get("state_digest"):
-                samples[name][status["digest_index"]] = str(status["state_digest"])
-                applied[name] = int(status["digest_index"])
-        decided = compare_samples(samples)
-        if decided is not None:
-            decided.applied = dict(applied)
-            return decided
+            for body in (status or {}).get("groups") or ([status] if status else []):
+                group = str(body.get("group", "default"))
+                table = samples.setdefault(group, {n: {} for n in cluster.names})
+                if isinstance(body.get("digest_index"), int) and body.get("state_digest"):
+                    table[name][body["digest_index"]] = str(body["state_digest"])
+                    applied.setdefault(group, {})[name] = int(body["digest_index"])
+        decided = {group: compare_samples(table) for group, table in sorted(samples.items())}
+        if decided and all(d is not None for d in decided.values()):
+            return _combined({g: d for g, d in decided.items() if d is not None}, applied)
         if time.monotonic() > deadline:
-            return _undecided(samples, applied, timeout)
+            if not samples:
+                return _undecided({n: {} for n in cluster.names}, {}, timeout)
+            results = {g: decided.get(g) or _undecided(table, applied.get(g, {}), timeout) for g, table in samples.items()}
+            return _combined(results, applied)
         await asyncio.sleep(interval)
+
+
+def _combined(results: Mapping[str, AgreementResult], applied: Mapping[str, Mapping[str, int]]) -> AgreementResult:
+    """Fold one result per group into one (the worst verdict; reasons prefixed by group when several)."""
+    if len(results) == 1:
+        (group, result), = results.items()
+        result.applied = dict(applied.get(group, {}))
+        return result
+    worst = Verdict.merge(r.valid for r in results.values())
+    reason = "; ".join(f"{g}: {r.reason}" for g, r in results.items())
+    digests = {f"{g}/{n}": d for g, r in results.items() for n, d in r.digests.items()}
+    flat = {f"{g}/{n}": i for g, by_node in applied.items() for n, i in by_node.items()}
+    return AgreementResult(worst, reason, None, digests, flat)
 
 
 def _undecided(samples: Mapping[str, Mapping[int, str]], applied: dict[str, int], timeout: float) -> AgreementResult:

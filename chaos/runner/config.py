@@ -33,6 +33,7 @@ class TestConfig:
     workload: str = "register"
     nemesis: str = "none"  # a name, or a comma list of names (each fault one of them)
     nodes: int = 3
+    groups: int = 1  # Raft groups; with more than 1 every node process hosts a member of each
     time_limit: float = 60.0
     concurrency: str | int = "2n"
     rate: float = 50.0
@@ -55,7 +56,7 @@ class TestConfig:
 
     @property
     def test_name(self) -> str:
-        return self.name or f"{self.workload}-{self.nemesis}"
+        return self.name or f"{self.workload}-{self.nemesis}" + (f"-g{self.groups}" if self.groups > 1 else "")
 
     def processes(self) -> int:
         return parse_concurrency(self.concurrency, self.nodes)

@@ -22,7 +22,7 @@ from typing import Any, TextIO
 
 from chaos import report, store
 from chaos.history import Op
-from chaos.nemesis import Nemesis, NemesisOp, NoNemesis, UnknownNemesis, make_nemesis
+from chaos.nemesis import Nemesis, NemesisOp, NoNemesis, UnknownNemesis, make_nemesis, node_env
 from chaos.report.intervals import fault_label
 from chaos.runner.availability import availability
 from chaos.runner.checks import agreement_check, faults_check, logs_check
@@ -70,7 +70,15 @@ def _default_cluster(config: TestConfig, data_dir: Path) -> Any:
 
     # The workload's apps, and the counter app, through which the restart-follower nemesis fills the log.
     apps = tuple(dict.fromkeys([*make_workload(config.workload, **config.workload_options).apps, "counter"]))
-    return ChaosCluster(n=config.nodes, apps=apps, data_dir=data_dir, toxiproxy_url=config.toxiproxy)
+    return ChaosCluster(n=config.nodes, apps=apps, data_dir=data_dir, toxiproxy_url=config.toxiproxy,
+                        groups=config.groups, env=node_env(_make_nemesis(config.nemesis)))
+
+
+async def _wait_for_leaders(cluster: Any, timeout: float) -> str:
+    """Wait until the cluster (every group of it, when it runs several) has an agreed leader."""
+    if len(getattr(cluster, "groups", ())) > 1:
+        await cluster.wait_for_group_leaders(timeout)
+    return str(await cluster.wait_for_leader(timeout))
 
 
 def _make_nemesis(name: str) -> Nemesis:
@@ -85,6 +93,8 @@ def prepare(config: TestConfig) -> tuple[Workload, Nemesis]:
     except (UnknownWorkload, UnknownNemesis, ValueError) as exc:
         raise ConfigError(str(exc)) from None
     problems = nemesis.problems(config.nodes)
+    if config.groups < 2 and "kill-coordinator" in config.nemesis.split(","):
+        problems.append("kill-coordinator needs transactions across groups: --groups 2 or more")
     if problems:
         raise ConfigError(f"nemesis {config.nemesis} cannot run on {config.nodes} nodes: {'; '.join(problems)}")
     return workload, nemesis
@@ -260,7 +270,7 @@ async def _drive(run: _Run, cluster: Any) -> None:
     endpoints = list(cluster.endpoints)
     for node in cluster.nodes:
         run.names[normalize_url(node.http)] = node.name
-    await cluster.wait_for_leader(30)
+    await _wait_for_leaders(cluster, 30)
     gen = run.workload.generator(derive_rng(run.seed, "generator"))
     pacer = Pacer(derive_rng(run.seed, "pacer"), config.rate)
     stop = asyncio.Event()
@@ -296,7 +306,7 @@ async def _drive(run: _Run, cluster: Any) -> None:
     run.progress.say(f"recovering for {config.recovery:g}s")
     await asyncio.sleep(max(0.0, config.recovery - (time.monotonic() - started)))
     with contextlib.suppress(Exception):
-        await cluster.wait_for_leader(30)
+        await _wait_for_leaders(cluster, 30)
     run.progress.phase = "final reads"
     await run.final_reads(endpoints)
     run.progress.phase = "replica agreement"
@@ -311,14 +321,23 @@ async def _recovered(cluster: Any, timeout: float) -> float:
     Serving again: one leader agreed by the nodes, and every node applied what that leader had
     committed when it was found (caught up). Polls with a deadline; raises ``TimeoutError``."""
     started = time.monotonic()
-    leader = await cluster.wait_for_leader(timeout)
-    target = ((await cluster.status(leader)) or {}).get("commit_index", 0)
+    leader = await _wait_for_leaders(cluster, timeout)
+    status = (await cluster.status(leader)) or {}
+    # Several groups: every group's members catch up with what its own leader had committed.
+    targets = {g.get("group"): g.get("commit_index", 0) for g in status.get("groups", [])} or \
+        {status.get("group"): status.get("commit_index", 0)}
+    if len(targets) > 1:
+        leaders = await cluster.wait_for_group_leaders(timeout)
+        for group, name in leaders.items():
+            found = next((g for g in ((await cluster.status(name)) or {}).get("groups", []) if g.get("group") == group), {})
+            targets[group] = found.get("commit_index", 0)
     while True:
         statuses = await cluster.statuses()
-        if all(s is not None and s.get("last_applied", -1) >= target for s in statuses.values()):
+        if all(s is not None and all(g.get("last_applied", -1) >= targets.get(g.get("group"), 0)
+                                     for g in s.get("groups", [s])) for s in statuses.values()):
             return time.monotonic() - started
         if time.monotonic() - started > timeout:
-            raise TimeoutError(f"nodes did not catch up to index {target} within {timeout:g}s")
+            raise TimeoutError(f"nodes did not catch up to {targets} within {timeout:g}s")
         await asyncio.sleep(0.05)
 
 

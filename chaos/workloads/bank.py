@@ -52,9 +52,6 @@ class BankWorkload(Workload):
     description = "transfers between accounts in transactions (2PC across groups), snapshot reads of every account"
     model = None  # checked by the bank checker, not for linearizability: `chaos analyze` re-checks a run
     apps = ("kv",)
-    # A transaction across groups takes an Idempotency-Key, not a client session (a session
-    # belongs to one group: docs/sharding.md), so the bank's clients go without sessions.
-    sessions = False
 
     def __init__(self, accounts: int = 8, balance: int = 10, **options: Any) -> None:
         if not 2 <= accounts <= 64:

@@ -111,9 +111,15 @@ class Server:
         """Propose ``command`` on this node (the leader) with the call's key and deadline."""
         if call.remaining() <= 0:  # not submitted: say so definitely rather than "unknown"
             raise Unavailable("the request's deadline passed before it could be submitted", leader=self.node.id)
+        key, session = call.idempotency_key, call.session
+        if session is not None and self.host is not None and self.config.group != self.host.shards.group_names()[0]:
+            # The session lives in the first group's log (its table knows nothing of this one): here
+            # the request's identity in it, client id and number, is the idempotency key instead,
+            # so a retry applies once within this group's idempotency window.
+            key, session = f"session:{session[0]}:{session[1]}", None
         try:
-            result = await self.node.propose(machine, command, idempotency_key=call.idempotency_key,
-                                             timeout=call.remaining(), session=call.session)
+            result = await self.node.propose(machine, command, idempotency_key=key,
+                                             timeout=call.remaining(), session=session)
         except ConsensusError as exc:
             self.metrics.proposals.labels(machine, exc.code).inc()
             raise

@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from consensus.errors import NotFound, Rejected, Unavailable
+from consensus.errors import InvalidRequest, NotFound, Rejected, Unavailable
 from consensus.server.members import MEMBER_ADDRESS_SCHEMA, check_new_member
 from consensus.server.metrics import CONTENT_TYPE
 from consensus.server.openapi import build_document
@@ -58,6 +58,11 @@ STATUS_SCHEMA = obj(
                    "description": "the status of this process's member of every group it hosts (the same shape)"},
     }
 )
+
+
+def session_group(request: Any, shards: Any) -> str:
+    """Client sessions live in one group, the first of the shard map (see ``Server.propose``)."""
+    return str(shards.group_names()[0])
 
 
 def status_body(call: Call) -> dict[str, Any]:
@@ -174,12 +179,23 @@ async def _transfer_leader(call: Call) -> Any:
     return {"leader": leader, "leader_url": call.server.http_of(leader)}
 
 
+def _check_session_group(call: Call) -> None:
+    """Refuse a session route sent to another group (X-Raft-Group): sessions live in the first one,
+    where every group's writes look their client ids up (``Server.propose``)."""
+    host = call.server.host
+    if host is not None and call.server.config.group != session_group(None, host.shards):
+        raise InvalidRequest(f"client sessions live in group {session_group(None, host.shards)}, "
+                             f"not {call.server.config.group}: send this without X-Raft-Group")
+
+
 async def _open_client(call: Call) -> Any:
+    _check_session_group(call)
     client_id = await call.node.register_client(timeout=call.remaining())
     return {"client_id": client_id, "session_ttl_ms": call.node.limits()["session_ttl"] // 10**6}
 
 
 async def _close_client(call: Call) -> Any:
+    _check_session_group(call)
     if not await call.node.close_client(int(call.params["id"]), timeout=call.remaining()):
         raise NotFound(f"no client session {call.params['id']}")
     return {"closed": int(call.params["id"])}
@@ -211,13 +227,14 @@ def core_routes() -> list[Route]:
               tag="cluster", body_required=False,
               response=obj({"client_id": {"type": "integer"}, "session_ttl_ms": {"type": "integer"}},
                            required=("client_id", "session_ttl_ms")),
-              mutating=True, on_leader=always, errors=(400,), success_status=201,
+              mutating=True, on_leader=always, errors=(400,), success_status=201, group_of=session_group,
               links={"closeClientSession": {"operationId": "closeClientSession",
                                             "parameters": {"id": "$response.body#/client_id"}}}),
         Route("DELETE", "/v1/clients/{id}", _close_client, "closeClientSession",
               "drop a client session and the outcomes it keeps", tag="cluster",
               path_params={"id": {"type": "string", "pattern": "[1-9][0-9]{0,17}", "maxLength": 18}},
-              response=obj({"closed": {"type": "integer"}}), mutating=True, on_leader=always, errors=(400, 404)),
+              response=obj({"closed": {"type": "integer"}}), mutating=True, on_leader=always, errors=(400, 404),
+              group_of=session_group),
         Route("POST", "/v1/leader/transfer", _transfer_leader, "transferLeader",
               "hand leadership to a member (or the most caught-up follower)", tag="cluster",
               body=obj({"to": ADDRESS_SCHEMA}), body_required=False,

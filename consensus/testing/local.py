@@ -79,6 +79,7 @@ class NodeSpec:
     # (``raft`` is then the first group's address and ``peers`` that group's members).
     groups: Mapping[str, str] = field(default_factory=dict)
     shards_file: Path | None = None
+    env: Mapping[str, str] = field(default_factory=dict)  # extra environment of the process (test hooks)
 
     @property
     def url(self) -> str:
@@ -137,15 +138,22 @@ def plan_nodes(n: int, data_dir: Path | str, *, apps: Sequence[str] = DEFAULT_AP
 
 def plan_groups(n: int, groups: int, data_dir: Path | str, *, apps: Sequence[str] = ("counter",),
                 raft_base: int | None = None, http_base: int | None = None, rng: random.Random | None = None,
+                raft_ports: Sequence[int] | None = None, http_ports: Sequence[int] | None = None,
                 **options: Any) -> list[NodeSpec]:
     """Plan ``n`` processes n1..nN that each host one member of every group g1..gG (G x N engines;
     ``consensus cluster --groups G --nodes N``) and write the shard map to ``data_dir/shards.json``
-    (keys hashed over the groups). Node I's Raft port in group J is ``raft_base + J*N + I``."""
+    (keys hashed over the groups). Node I's Raft port in group J is ``raft_base + J*N + I``, or
+    ``raft_ports[J*N + I]`` when the ports are given as lists (``http_ports[I]``)."""
     if not 1 <= groups <= 16:
         raise ValueError("a local cluster has from 1 to 16 groups")
     if not 1 <= n <= 15:
         raise ValueError("a local cluster has from 1 to 15 nodes")
-    picked = iter(pick_ports(n * groups + n, rng) if raft_base is None or http_base is None else [])
+    if raft_ports is not None and http_ports is not None:
+        if len(raft_ports) != n * groups or len(http_ports) != n:
+            raise ValueError(f"give {n * groups} Raft ports and {n} HTTP ports")
+        picked = iter([*raft_ports, *http_ports])
+    else:
+        picked = iter(pick_ports(n * groups + n, rng) if raft_base is None or http_base is None else [])
     names = [f"g{j + 1}" for j in range(groups)]
     rafts = {(j, i): f"{HOST}:{raft_base + j * n + i if raft_base is not None else next(picked)}"
              for j in range(groups) for i in range(n)}
@@ -191,7 +199,7 @@ class LocalCluster:
         self.specs = {spec.name: spec for spec in specs}
         self.names = [spec.name for spec in specs]
         self.live_timeout = live_timeout
-        self.procs = {spec.name: NodeProcess(spec.name, spec.argv(), spec.log) for spec in specs}
+        self.procs = {spec.name: NodeProcess(spec.name, spec.argv(), spec.log, spec.env) for spec in specs}
         self.paused: set[str] = set()
         self.pids_seen: set[int] = set()
         self._session: aiohttp.ClientSession | None = None

@@ -18,7 +18,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import consensus
 
@@ -101,10 +101,11 @@ class NodeProcess:
     every start.
     """
 
-    def __init__(self, name: str, argv: Sequence[str], log: Path) -> None:
+    def __init__(self, name: str, argv: Sequence[str], log: Path, env: Mapping[str, str] | None = None) -> None:
         self.name = name
         self.argv = list(argv)
         self.log = Path(log)
+        self.env = dict(env or {})  # set in the child on top of ``child_env()`` (test hooks)
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -132,7 +133,7 @@ class NodeProcess:
             log.write(f"--- local cluster: starting {self.name} (start {self.starts}) at {time.time():.3f}\n".encode())
             log.flush()
             self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                         env=child_env(), preexec_fn=preexec)
+                                         env={**child_env(), **self.env}, preexec_fn=preexec)
         return self.proc.pid
 
     def signal(self, signum: int) -> bool:

@@ -1,7 +1,8 @@
 """The bank workload across Raft groups, on real processes (3 groups x 3 nodes, the kv app).
 
-``ChaosCluster`` runs one group, so this test drives a ``LocalCluster`` from ``plan_groups``
-itself: the bank workload's own generator and client (``BankWorkload.invoke``) in a few
+Without Toxiproxy in between (``chaos test --groups 3`` is the full harness: see
+``test_chaos_cluster_groups.py`` and the slow ``test_chaos_groups_acceptance.py``), this test
+drives a ``LocalCluster`` from ``plan_groups`` itself: the bank workload's own generator and client (``BankWorkload.invoke``) in a few
 concurrent processes, recorded as ``chaos test`` records them (a process whose op ended ``info``
 never issues again), while the leader of the coordinator group (the group of account 0, the
 first key of every read and of the transfers from account 0) is killed and restarted. Then one

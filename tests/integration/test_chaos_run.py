@@ -32,6 +32,17 @@ def ops_of(run: Path) -> list[dict]:
     return [json.loads(line) for line in lines]
 
 
+def lose_money_in_a_read(run: Path) -> dict:
+    """Edit the stored history: the first ok read of the bank lost one unit; return that op."""
+    lines = (run / "history.jsonl").read_text().splitlines()
+    at = next(i for i, line in enumerate(lines) if '"type":"ok"' in line and '"f":"read"' in line)
+    op = json.loads(lines[at])
+    op["value"][0] -= 1
+    lines[at] = json.dumps(op)
+    (run / "history.jsonl").write_text("\n".join(lines) + "\n")
+    return op
+
+
 def no_process_left(run: Path) -> None:
     pids = json.loads((run / "cluster.json").read_text())["pids_seen"]
     assert len(pids) >= 3
@@ -194,12 +205,7 @@ def test_the_bank_workload_smoke(tmp_path):
     analyzed = chaos("analyze", str(run), "--no-report")
     assert analyzed.returncode == 0, analyzed.stdout + analyzed.stderr
     # A read that lost money, written into the stored history: the re-check names it, invalid.
-    lines = (run / "history.jsonl").read_text().splitlines()
-    at = next(i for i, line in enumerate(lines) if '"type":"ok"' in line and '"f":"read"' in line)
-    op = json.loads(lines[at])
-    op["value"][0] -= 1
-    lines[at] = json.dumps(op)
-    (run / "history.jsonl").write_text("\n".join(lines) + "\n")
+    op = lose_money_in_a_read(run)
     bad = chaos("analyze", str(run), "--no-report")
     assert bad.returncode == 1 and "wrong-total" in bad.stdout, bad.stdout + bad.stderr
     assert json.loads((run / "results.json").read_text())["checkers"]["bank"]["errors"][0]["op"]["index"] == op["index"]

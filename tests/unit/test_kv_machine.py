@@ -186,7 +186,7 @@ class KVModel(RuleBasedStateMachine):
     def configure(self, window, max_keys, max_bytes):
         self.seq += 1
         settings_ = {"watch_window": window, "max_keys": max_keys, "max_bytes": max_bytes}
-        assert self.run({"op": "configure", "settings": settings_}) == settings_
+        assert self.run({"op": "configure", "settings": settings_}) == dict(settings_, txn_retention_s=600)
         self.window_size, self.max_keys, self.max_bytes = window, max_keys, max_bytes
         self.trim()
 
