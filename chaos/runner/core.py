@@ -168,6 +168,9 @@ class _Run:
                         self.next_process += 1
                         await self.end_process(client, state)
                         state = self.workload.new_process()
+                for spec in self.workload.closing_ops(state):
+                    if await self.one_op(client, process, spec, self.config.op_timeout, state) == "info":
+                        break
             finally:
                 await self.end_process(client, state)
 

@@ -12,6 +12,9 @@ A workload is data plus small parts, Jepsen's shape:
   process, picks each process's next op from it (Jepsen's per-process generator), and releases
   what a process held when it ends (after an ``info`` op, or at the end of the run). Stateless
   workloads keep the defaults: no state, the shared generator's next op;
+- ``closing_ops(state)``: ops a process that reaches the end of the run issues before it ends,
+  recorded like the others (the lock workload's release of a lock still held: released only by
+  ``end_process``, unrecorded, it would look to the checkers as if the lock were never freed);
 - ``final_ops(history)``: the reads issued after the final heal;
 - ``check(history, timeout) -> {name: CheckResult}``: each checker's result
   (:class:`chaos.verdict.CheckResult`: a verdict, JSON, a summary);
@@ -105,6 +108,9 @@ class Workload:
 
     async def invoke(self, client: Client, f: str, value: Any, state: Any = None) -> Outcome:
         raise NotImplementedError
+
+    def closing_ops(self, state: Any) -> list[OpSpec]:
+        return []
 
     async def end_process(self, client: Client, state: Any) -> None:
         """Release what a process that ends still holds; never raises into the run."""

@@ -35,19 +35,19 @@ CLOSE_ATTEMPTS = 5  # closing an ended process's session, a second apart at most
 
 @dataclass
 class LockProcess:
-    """One process's state: its session, the grant it holds, whether it wrote under it."""
+    """One process's state: its session, the grant it holds, how many writes it made under it."""
 
     session: str | None = None
     token: int | None = None
-    wrote: bool = False
+    writes: int = 0
     keeper: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
-def lock_step(state: LockProcess, counter: Iterator[int]) -> OpSpec:
+def lock_step(state: LockProcess, counter: Iterator[int], writes_per_grant: int = 1) -> OpSpec:
     """Return a process's next op from its state (pure but for the shared value counter)."""
     if state.token is None:
         return OpSpec("acquire")
-    if not state.wrote:
+    if state.writes < writes_per_grant:
         return OpSpec("write", [state.token, next(counter)])
     return OpSpec("release", state.token)
 
@@ -59,11 +59,14 @@ class LockWorkload(Workload):
     init = False
     apps = ("locks",)
 
-    def __init__(self, ttl_ms: int = TTL_MS, **options: Any) -> None:
-        super().__init__(ttl_ms=ttl_ms, **options)
+    def __init__(self, ttl_ms: int = TTL_MS, writes_per_grant: int = 1, **options: Any) -> None:
+        super().__init__(ttl_ms=ttl_ms, writes_per_grant=writes_per_grant, **options)
         from apps.locks import FencedStore
 
+        if not (isinstance(writes_per_grant, int) and writes_per_grant >= 1):
+            raise ValueError(f"writes_per_grant must be a positive integer, not {writes_per_grant!r}")
         self.ttl_ms = ttl_ms
+        self.writes_per_grant = writes_per_grant
         self.store = FencedStore()
         self._values = itertools.count()
 
@@ -74,7 +77,17 @@ class LockWorkload(Workload):
         return LockProcess()
 
     def next_op(self, gen: Iterator[OpSpec], state: LockProcess) -> OpSpec:
-        return lock_step(state, self._values)
+        return lock_step(state, self._values, self.writes_per_grant)
+
+    def closing_ops(self, state: Any) -> list[OpSpec]:
+        """A process still holding the lock when the run ends releases it as a recorded op.
+
+        Closing its session would release the lock too, but unrecorded: a grant to another
+        process's acquire still in flight then looks, to the checkers, like a second holder.
+        """
+        if isinstance(state, LockProcess) and state.token is not None and state.session is not None:
+            return [OpSpec("release", state.token)]
+        return []
 
     async def invoke(self, client: Client, f: str, value: Any, state: Any = None) -> Outcome:
         from apps.locks import LockClient
@@ -105,14 +118,14 @@ class LockWorkload(Workload):
             return classify_error(exc)
         except Exception as exc:  # noqa: BLE001
             return classify_error(exc)
-        state.token, state.wrote = grant.token, False
+        state.token, state.writes = grant.token, 0
         return ok({"token": grant.token})
 
     def _write(self, state: LockProcess, value: Any) -> Outcome:
         from apps.locks import StaleToken
 
         token, n = value
-        state.wrote = True
+        state.writes += 1
         try:
             self.store.write(token, n)
         except StaleToken as exc:
@@ -126,7 +139,7 @@ class LockWorkload(Workload):
         except Exception as exc:  # noqa: BLE001 - lock_not_held is definite; unknown ends the process
             return classify_error(exc)
         finally:
-            state.token, state.wrote = None, False
+            state.token, state.writes = None, 0
         return ok(token)
 
     async def _keep_alive(self, locks: Any, session: str) -> None:

@@ -48,7 +48,7 @@ def test_lock_process_cycles_acquire_write_release():
     assert lock_step(state, values) == OpSpec("acquire")
     state.token = 7
     assert lock_step(state, values) == OpSpec("write", [7, 0])
-    state.wrote = True
+    state.writes = 1
     assert lock_step(state, values) == OpSpec("release", 7)
 
 
