@@ -235,7 +235,10 @@ class ProcessNode:
     def kill(self) -> None:
         """SIGKILL the process (by its PID)."""
         if self.process is not None and self.process.returncode is None:
-            os.kill(self.process.pid, signal.SIGKILL)
+            # asyncio's child watcher reaps the child on its own thread and sets returncode a
+            # moment later: in between, the PID is gone and the kill finds nothing to kill.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.process.pid, signal.SIGKILL)
 
     async def stop(self, timeout: float = 10.0) -> None:
         process = self.process
