@@ -29,9 +29,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import aiohttp
-
 from consensus.bench.histogram import LatencyHistogram
+from consensus.bench.http1 import Http1Client
 from consensus.bench.workloads import WORKLOADS, OpContext, OpError
 
 _ERROR_BACKOFF_SECONDS = 0.005  # after a failure, so a refused port is not a busy loop
@@ -75,7 +74,7 @@ class _Tally:
     stopped: bool = False
 
 
-async def _worker(spec: LoadSpec, http: aiohttp.ClientSession, i: int, state: dict[str, Any], until: float,
+async def _worker(spec: LoadSpec, http: Http1Client, i: int, state: dict[str, Any], until: float,
                   tally: _Tally | None, budget: list[int]) -> None:
     op = WORKLOADS[spec.workload].op
     target = i % len(spec.targets) if spec.spread else 0
@@ -110,9 +109,7 @@ async def run_load(spec: LoadSpec) -> dict[str, Any]:
     """Run one load as ``spec`` says; return the counts, rate, latency quantiles and errors."""
     spec.check()
     ctx = OpContext(payload=spec.payload, locks=max(1, spec.locks), key_prefix=spec.key_prefix)
-    connector = aiohttp.TCPConnector(limit=spec.concurrency, limit_per_host=0, ttl_dns_cache=None)
-    timeout = aiohttp.ClientTimeout(total=spec.timeout)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+    async with Http1Client(timeout=spec.timeout) as http:
         setup = WORKLOADS[spec.workload].setup
         states = await asyncio.gather(*(setup(http, spec.targets[i % len(spec.targets)], i, ctx) for i in range(spec.concurrency)))
         if spec.warmup:
@@ -211,7 +208,7 @@ class LoadProcess:
 class LoadWorker:
     """A load client process kept for many loads: ``run(spec)`` sends it one spec, waits for its result.
 
-    Starting a Python process and importing aiohttp costs about a second on a loaded 2-core
+    Starting a Python process and importing the bench costs about a second on a loaded 2-core
     machine; a bench runs hundreds of short loads, so they share one process (each load still
     gets a fresh event loop and connection pool). It never shares a GIL with a node.
     """
@@ -268,11 +265,20 @@ def close() -> None:
     _shared.close()
 
 
+def _run(coroutine: Any) -> Any:
+    """Run on uvloop's event loop when it is installed: the client's CPU per request is the bench's floor."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coroutine)
+    return uvloop.run(coroutine)
+
+
 def _serve() -> int:
     """Run one spec per line of stdin; answer each with one line of JSON (the result or an error)."""
     for line in sys.stdin:
         try:
-            answer = asyncio.run(run_load(LoadSpec(**json.loads(line))))
+            answer = _run(run_load(LoadSpec(**json.loads(line))))
         except Exception as exc:  # noqa: BLE001 (any failure is this load's answer; the next spec runs)
             answer = {"error": f"{type(exc).__name__}: {exc}"}
         print(json.dumps(answer), flush=True)
@@ -284,7 +290,7 @@ def main() -> int:
         return _serve()
     spec = LoadSpec(**json.loads(sys.argv[1]))
     try:
-        result = asyncio.run(run_load(spec))
+        result = _run(run_load(spec))
     except (ValueError, OpError) as exc:
         print(f"load: {exc}", file=sys.stderr)
         return 1

@@ -61,7 +61,7 @@ def wait_http(url: str, proc: subprocess.Popen[Any] | None, timeout: float = 30.
 
 
 class NullServer:
-    """A do-nothing aiohttp server in its own process: what the load client reaches at best."""
+    """A do-nothing HTTP server in its own process: what the load client reaches at best."""
 
     def __init__(self) -> None:
         self.port = free_ports(1)[0]

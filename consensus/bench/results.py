@@ -151,7 +151,7 @@ def format_table(results: BenchResults) -> str:
         lines.append(f"raftwork fsync: {settings['raftwork_fsync']}{etcd}")
     if results.ceiling:
         levels = ", ".join(f"c={c}: {r:.0f}/s" for c, r in sorted(results.ceiling.items()))
-        lines.append(f"load client ceiling (do-nothing aiohttp server, median of {_samples(results)} samples): {levels}")
+        lines.append(f"load client ceiling (do-nothing HTTP server, median of {_samples(results)} samples): {levels}")
     header = ["SCENARIO", "SYSTEM", "OP", "TARGET", "N", "C", "BYTES", "OPS/S", "P50MS", "P90MS", "P99MS", "MAXMS", "ERR",
               "CPU-US L/F", "VS", "RATIO"]
     rows = [header]

@@ -12,13 +12,12 @@ unknown (the write may have happened), and is counted apart.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
-import aiohttp
+from consensus.bench.http1 import ConnectFailed, Disconnected, Http1Client
 
 
 class OpError(Exception):
@@ -39,8 +38,8 @@ class OpContext:
     key_prefix: str = "bench"
 
 
-Setup = Callable[[aiohttp.ClientSession, str, int, OpContext], Awaitable[dict[str, Any]]]
-Op = Callable[[aiohttp.ClientSession, str, dict[str, Any], int], Awaitable[None]]
+Setup = Callable[[Http1Client, str, int, OpContext], Awaitable[dict[str, Any]]]
+Op = Callable[[Http1Client, str, dict[str, Any], int], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -63,27 +62,24 @@ def classify(status: int, body: Any) -> OpError:
     return OpError(f"{status}", status in (400, 404, 409, 503))
 
 
-async def call(http: aiohttp.ClientSession, method: str, url: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
+async def call(http: Http1Client, method: str, url: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
     """Send one request; return the JSON answer of a 2xx or raise ``OpError``."""
-    data = None if body is None else json.dumps(body)
+    data = None if body is None else json.dumps(body).encode()
     try:
-        async with http.request(method, url, data=data, headers={"Content-Type": "application/json", **(headers or {})}) as response:
-            text = await response.read()
-            try:
-                answer = json.loads(text) if text else None
-            except ValueError:
-                answer = None
-            if response.status >= 300:
-                raise classify(response.status, answer)
-            return answer
-    except aiohttp.ClientConnectorError:
+        status, text = await http.request(method, url, data, {"Content-Type": "application/json", **(headers or {})})
+    except ConnectFailed:
         raise OpError("connect", True) from None  # nothing was sent
-    except (asyncio.TimeoutError, TimeoutError):
+    except TimeoutError:
         raise OpError("timeout", False) from None
-    except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientPayloadError):
+    except (Disconnected, OSError):
         raise OpError("disconnected", False) from None
-    except aiohttp.ClientError as exc:
-        raise OpError(type(exc).__name__, False) from None
+    try:
+        answer = json.loads(text) if text else None
+    except ValueError:
+        answer = None
+    if status >= 300:
+        raise classify(status, answer)
+    return answer
 
 
 def _b64(text: str | bytes) -> str:
@@ -91,45 +87,45 @@ def _b64(text: str | bytes) -> str:
     return base64.b64encode(raw).decode()
 
 
-async def _no_setup(http: aiohttp.ClientSession, url: str, worker: int, ctx: OpContext) -> dict[str, Any]:
+async def _no_setup(http: Http1Client, url: str, worker: int, ctx: OpContext) -> dict[str, Any]:
     return {"key": f"{ctx.key_prefix}-{worker}", "value": "x" * ctx.payload, "ctx": ctx, "worker": worker}
 
 
 # -- the do-nothing server: the client's own ceiling ------------------------------------------
 
 
-async def _null(http: aiohttp.ClientSession, url: str, state: dict[str, Any], seq: int) -> None:
+async def _null(http: Http1Client, url: str, state: dict[str, Any], seq: int) -> None:
     await call(http, "POST", f"{url}/null", {"value": state["value"]})
 
 
 # -- raftwork ---------------------------------------------------------------------------------
 
 
-async def _rw_incr(http: aiohttp.ClientSession, url: str, state: dict[str, Any], seq: int) -> None:
+async def _rw_incr(http: Http1Client, url: str, state: dict[str, Any], seq: int) -> None:
     await call(http, "POST", f"{url}/v1/counters/{state['key']}/incr", {"by": 1})
 
 
-async def _rw_incr_new_key(http: aiohttp.ClientSession, url: str, state: dict[str, Any], seq: int) -> None:
+async def _rw_incr_new_key(http: Http1Client, url: str, state: dict[str, Any], seq: int) -> None:
     await call(http, "POST", f"{url}/v1/counters/{state['key']}-{seq}/incr", {"by": 1})
 
 
-async def _rw_incr_idempotent(http: aiohttp.ClientSession, url: str, state: dict[str, Any], seq: int) -> None:
+async def _rw_incr_idempotent(http: Http1Client, url: str, state: dict[str, Any], seq: int) -> None:
     key = f"{state['key']}-{seq}"  # a fresh key per request: each leaves one exactly-once record
     await call(http, "POST", f"{url}/v1/counters/{state['key']}/incr", {"by": 1}, headers={"Idempotency-Key": key})
 
 
-async def _rw_session_open(http: aiohttp.ClientSession, url: str, state: dict[str, Any], seq: int) -> None:
+async def _rw_session_open(http: Http1Client, url: str, state: dict[str, Any], seq: int) -> None:
     await call(http, "POST", f"{url}/v1/sessions", {"ttl_ms": 600_000})
 
 
 def _rw_get(consistency: str) -> Op:
-    async def op(http: aiohttp.ClientSession, url: str, state: dict[str, Any], seq: int) -> None:
+    async def op(http: Http1Client, url: str, state: dict[str, Any], seq: int) -> None:
         await call(http, "GET", f"{url}/v1/counters/{state['key']}?consistency={consistency}")
 
     return op
 
 
-async def _rw_kv_put_setup(http: aiohttp.ClientSession, url: str, worker: int, ctx: OpContext) -> dict[str, Any]:
+async def _rw_kv_put_setup(http: Http1Client, url: str, worker: int, ctx: OpContext) -> dict[str, Any]:
     """Write the worker's key before the clock starts, so every get reads a value.
 
     The linearizable get after it returns once this node has applied the put, so a stale get
@@ -141,25 +137,25 @@ async def _rw_kv_put_setup(http: aiohttp.ClientSession, url: str, worker: int, c
     return state
 
 
-async def _rw_kv_put(http: aiohttp.ClientSession, url: str, state: dict[str, Any], seq: int) -> None:
+async def _rw_kv_put(http: Http1Client, url: str, state: dict[str, Any], seq: int) -> None:
     await call(http, "PUT", f"{url}/v1/kv/{state['key']}", {"value": state["value"]})
 
 
 def _rw_kv_get(consistency: str) -> Op:
-    async def op(http: aiohttp.ClientSession, url: str, state: dict[str, Any], seq: int) -> None:
+    async def op(http: Http1Client, url: str, state: dict[str, Any], seq: int) -> None:
         await call(http, "GET", f"{url}/v1/kv/{state['key']}?consistency={consistency}")
 
     return op
 
 
-async def _rw_lock_setup(http: aiohttp.ClientSession, url: str, worker: int, ctx: OpContext) -> dict[str, Any]:
+async def _rw_lock_setup(http: Http1Client, url: str, worker: int, ctx: OpContext) -> dict[str, Any]:
     state = await _no_setup(http, url, worker, ctx)
     session = await call(http, "POST", f"{url}/v1/sessions", {"ttl_ms": 60_000})
     state.update(session=session["id"], lock=f"{ctx.key_prefix}-lock-{worker % ctx.locks}")
     return state
 
 
-async def _rw_lock(http: aiohttp.ClientSession, url: str, state: dict[str, Any], seq: int) -> None:
+async def _rw_lock(http: Http1Client, url: str, state: dict[str, Any], seq: int) -> None:
     base = f"{url}/v1/locks/{state['lock']}"
     grant = await call(http, "POST", f"{base}/acquire", {"session": state["session"], "mode": "exclusive", "wait_ms": 10_000})
     await call(http, "POST", f"{base}/release", {"session": state["session"], "token": grant["token"]})
@@ -168,19 +164,19 @@ async def _rw_lock(http: aiohttp.ClientSession, url: str, state: dict[str, Any],
 # -- etcd through its JSON gateway ------------------------------------------------------------
 
 
-async def _etcd_put(http: aiohttp.ClientSession, url: str, state: dict[str, Any], seq: int) -> None:
+async def _etcd_put(http: Http1Client, url: str, state: dict[str, Any], seq: int) -> None:
     await call(http, "POST", f"{url}/v3/kv/put", {"key": _b64(state["key"]), "value": _b64(state["value"])})
 
 
-async def _etcd_put_new_key(http: aiohttp.ClientSession, url: str, state: dict[str, Any], seq: int) -> None:
+async def _etcd_put_new_key(http: Http1Client, url: str, state: dict[str, Any], seq: int) -> None:
     await call(http, "POST", f"{url}/v3/kv/put", {"key": _b64(f"{state['key']}-{seq}"), "value": _b64(state["value"])})
 
 
-async def _etcd_lease_grant(http: aiohttp.ClientSession, url: str, state: dict[str, Any], seq: int) -> None:
+async def _etcd_lease_grant(http: Http1Client, url: str, state: dict[str, Any], seq: int) -> None:
     await call(http, "POST", f"{url}/v3/lease/grant", {"TTL": 600})
 
 
-async def _etcd_put_setup(http: aiohttp.ClientSession, url: str, worker: int, ctx: OpContext) -> dict[str, Any]:
+async def _etcd_put_setup(http: Http1Client, url: str, worker: int, ctx: OpContext) -> dict[str, Any]:
     """Write the worker's key before the clock starts, so every range reads a value (as on raftwork)."""
     state = await _no_setup(http, url, worker, ctx)
     await _etcd_put(http, url, state, 0)
@@ -189,20 +185,20 @@ async def _etcd_put_setup(http: aiohttp.ClientSession, url: str, worker: int, ct
 
 
 def _etcd_range(serializable: bool) -> Op:
-    async def op(http: aiohttp.ClientSession, url: str, state: dict[str, Any], seq: int) -> None:
+    async def op(http: Http1Client, url: str, state: dict[str, Any], seq: int) -> None:
         await call(http, "POST", f"{url}/v3/kv/range", {"key": _b64(state["key"]), "serializable": serializable})
 
     return op
 
 
-async def _etcd_lock_setup(http: aiohttp.ClientSession, url: str, worker: int, ctx: OpContext) -> dict[str, Any]:
+async def _etcd_lock_setup(http: Http1Client, url: str, worker: int, ctx: OpContext) -> dict[str, Any]:
     state = await _no_setup(http, url, worker, ctx)
     lease = await call(http, "POST", f"{url}/v3/lease/grant", {"TTL": 60})
     state.update(lease=lease["ID"], lock=_b64(f"{ctx.key_prefix}-lock-{worker % ctx.locks}"))
     return state
 
 
-async def _etcd_lock(http: aiohttp.ClientSession, url: str, state: dict[str, Any], seq: int) -> None:
+async def _etcd_lock(http: Http1Client, url: str, state: dict[str, Any], seq: int) -> None:
     grant = await call(http, "POST", f"{url}/v3/lock/lock", {"name": state["lock"], "lease": state["lease"]})
     await call(http, "POST", f"{url}/v3/lock/unlock", {"key": grant["key"]})
 
@@ -210,7 +206,7 @@ async def _etcd_lock(http: aiohttp.ClientSession, url: str, state: dict[str, Any
 WORKLOADS: dict[str, Workload] = {
     w.name: w
     for w in [
-        Workload("null", "null", _null, _no_setup, False, "a do-nothing aiohttp server (the client's ceiling)"),
+        Workload("null", "null", _null, _no_setup, False, "a do-nothing HTTP server (the client's ceiling)"),
         Workload("rw-incr", "raftwork", _rw_incr, _no_setup, True, "POST /v1/counters/K/incr"),
         Workload("rw-incr-new", "raftwork", _rw_incr_new_key, _no_setup, True, "POST /v1/counters/K-SEQ/incr (a new counter each time)"),
         Workload("rw-incr-idem", "raftwork", _rw_incr_idempotent, _no_setup, True, "POST /v1/counters/K/incr with a fresh Idempotency-Key"),

@@ -77,7 +77,7 @@ def test_the_client_ceiling_is_measured_at_every_level_and_printed(fast):
     assert set(data["client_ceiling"]) == {"4"} and all(v > 0 for v in data["client_ceiling"].values())
     samples = data["client_ceiling_samples"]
     assert all(len(v) >= 2 for v in samples.values())  # before the first scenario and after each
-    assert "load client ceiling (do-nothing aiohttp server, median of" in result.stdout
+    assert "load client ceiling (do-nothing HTTP server, median of" in result.stdout
 
 
 def test_embedded_rows_compare_each_op_with_raw_pysyncobj(fast):
