@@ -16,6 +16,7 @@ import json
 import random
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import aiohttp
@@ -40,13 +41,19 @@ def _pairs(shards: ShardMap, cross: bool, count: int) -> list[tuple[str, str]]:
     return pairs
 
 
+def _error_code(answer: bytes) -> str:
+    try:
+        return str(json.loads(answer)["error"]["code"])
+    except (ValueError, KeyError, TypeError):
+        return "?"
+
+
 async def _run(endpoints: list[str], pairs: list[tuple[str, str]], concurrency: int, seconds: float) -> dict:
     latencies: list[float] = []
-    errors = 0
+    errors: Counter[str] = Counter()  # "status code" of every answer that was not a 200
     stop = time.monotonic() + seconds
 
     async def client(i: int, session: aiohttp.ClientSession) -> None:
-        nonlocal errors
         a, b = pairs[i % len(pairs)]  # each client its own keys: throughput, not contention
         url = endpoints[i % len(endpoints)]
         n = 0
@@ -55,11 +62,11 @@ async def _run(endpoints: list[str], pairs: list[tuple[str, str]], concurrency: 
             body = {"success": [{"put": {"key": a, "value": str(n)}}, {"put": {"key": b, "value": str(n)}}]}
             started = time.perf_counter()
             async with session.post(url + "/v1/txn", json=body) as r:
-                await r.read()
+                answer = await r.read()
                 if r.status == 200:
                     latencies.append(time.perf_counter() - started)
                 else:
-                    errors += 1
+                    errors[f"{r.status} {_error_code(answer)}"] += 1
 
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
         await asyncio.gather(*(client(i, session) for i in range(concurrency)))
@@ -68,7 +75,7 @@ async def _run(endpoints: list[str], pairs: list[tuple[str, str]], concurrency: 
     def q(p: float) -> float:
         return round(1000 * latencies[min(len(latencies) - 1, int(p * len(latencies)))], 2) if latencies else 0.0
 
-    return {"txn_per_s": round(len(latencies) / seconds, 1), "p50_ms": q(0.5), "p99_ms": q(0.99), "errors": errors}
+    return {"txn_per_s": round(len(latencies) / seconds, 1), "p50_ms": q(0.5), "p99_ms": q(0.99), "errors": dict(errors)}
 
 
 async def main(seconds: float, fsync: str) -> None:
@@ -90,7 +97,11 @@ async def main(seconds: float, fsync: str) -> None:
                         rows.append(result)
     print(f"\n| groups | txn | concurrency | txn/s | p50 ms | p99 ms | errors |\n|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['groups']} | {r['kind']}-group | {r['concurrency']} | {r['txn_per_s']} | {r['p50_ms']} | {r['p99_ms']} | {r['errors']} |")
+        print(f"| {r['groups']} | {r['kind']}-group | {r['concurrency']} | {r['txn_per_s']} | {r['p50_ms']} | {r['p99_ms']} | {sum(r['errors'].values())} {_describe(r['errors'])}|")
+
+
+def _describe(errors: dict[str, int]) -> str:
+    return f"({', '.join(f'{n} x {kind}' for kind, n in sorted(errors.items()))}) " if errors else ""
 
 
 if __name__ == "__main__":
