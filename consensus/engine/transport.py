@@ -6,7 +6,8 @@ remove a member, transfer leadership, status; ``syncobj_admin``) without any che
 changes membership only through the node's API, so ``PeerTransport`` closes any incoming
 connection whose first message is not the address of a known member (the password handshake,
 when a secret is set, still comes first, as in pysyncobj). The peer port binds exactly the
-configured address (pysyncobj binds all interfaces unless told otherwise).
+configured address (pysyncobj binds all interfaces unless told otherwise). Messages under 16 KiB
+travel uncompressed (``framing``).
 """
 
 from __future__ import annotations
@@ -16,10 +17,16 @@ from typing import Any
 
 from pysyncobj.transport import TCPTransport
 
+from consensus.engine import framing
+
 log = logging.getLogger("consensus.engine")
 
 
 class PeerTransport(TCPTransport):  # type: ignore[misc]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        framing.install()  # small peer messages uncompressed (consensus/engine/framing.py)
+        super().__init__(*args, **kwargs)
+
     def _onIncomingMessageReceived(self, conn: Any, message: Any) -> None:
         handshaking = self._syncObj.encryptor and not conn.sendRandKey
         if not handshaking and (isinstance(message, list) or message == "readonly"):
